@@ -1,0 +1,12 @@
+/* commands.h - one entry point per subcommand (one file each). */
+#ifndef SLM_CLI_COMMANDS_H
+#define SLM_CLI_COMMANDS_H
+
+int cmd_run(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+
+#endif

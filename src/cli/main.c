@@ -1,0 +1,39 @@
+/* main.c - `slimlm <command>`: dispatch only. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} commands[] = {
+    {"run", cmd_run, "generate text from a prompt"},
+    {"chat", cmd_chat, "interactive multi-turn chat with the model's chat template"},
+    {"info", cmd_info, "architecture, metadata and tensor table of a GGUF model"},
+    {"perplexity", cmd_perplexity, "perplexity of a text; KL divergence against a base model"},
+    {"tokenize", cmd_tokenize, "show the token ids and pieces of a text"},
+    {"logits", cmd_logits, "write the logits of every position of a token sequence (raw f32)"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: slimlm <command> [options]   (slimlm <command> --help for details)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "slimlm: error: unknown command '%s' (see slimlm --help)\n", argv[1]);
+    return 2;
+}

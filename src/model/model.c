@@ -1,0 +1,170 @@
+/* model.c - bind the tensors of a GGUF file to the Llama-family weight layout. */
+#include "model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/dtype.h"
+
+static const slm_gguf_tensor *find(const slm_gguf *g, const char *name) { return slm_gguf_find_tensor(g, name); }
+
+static slm_status bind_mat(const slm_gguf *g, const char *name, int64_t rows, int64_t cols, slm_mat *m,
+                           bool optional) {
+    const slm_gguf_tensor *t = find(g, name);
+    if (!t) {
+        if (optional) {
+            memset(m, 0, sizeof *m);
+            return SLM_OK;
+        }
+        return slm_error(SLM_ERR_FORMAT, "model: missing tensor '%s'", name);
+    }
+    if (t->n_dims != 2 || t->ne[0] != cols || t->ne[1] != rows)
+        return slm_error(SLM_ERR_FORMAT, "model: tensor '%s' has shape [%lld, %lld] (%u dims), expected [%lld, %lld]",
+                         name, (long long)t->ne[0], (long long)t->ne[1], t->n_dims, (long long)cols, (long long)rows);
+    const slm_dtype_traits *tr = slm_dtype_get(t->type);
+    if (!tr || !tr->dot_f32 || !tr->to_float)
+        return slm_error(SLM_ERR_UNSUPPORTED, "model: tensor '%s' has dtype %s, which cannot be computed yet", name,
+                         slm_dtype_name(t->type));
+    m->data = t->data;
+    m->type = t->type;
+    m->rows = rows;
+    m->cols = cols;
+    if (!slm_row_bytes(t->type, cols, &m->row_bytes))
+        return slm_error(SLM_ERR_FORMAT, "model: tensor '%s': bad row size", name);
+    return SLM_OK;
+}
+
+/* A vector of n elements as f32: points into the file for F32, else converted into an owned copy. */
+static slm_status bind_vec(slm_model *md, const char *name, int64_t n, const float **out, bool optional) {
+    const slm_gguf_tensor *t = find(md->gguf, name);
+    *out = NULL;
+    if (!t) {
+        if (optional) return SLM_OK;
+        return slm_error(SLM_ERR_FORMAT, "model: missing tensor '%s'", name);
+    }
+    if (t->n_dims != 1 || t->ne[0] != n)
+        return slm_error(SLM_ERR_FORMAT, "model: tensor '%s' has %u dims, ne0 %lld, expected a vector of %lld", name,
+                         t->n_dims, (long long)t->ne[0], (long long)n);
+    if (t->type == SLM_DT_F32) {
+        if ((uintptr_t)t->data % sizeof(float))
+            return slm_error(SLM_ERR_FORMAT, "model: tensor '%s' is not 4-byte aligned", name);
+        *out = (const float *)t->data;
+        return SLM_OK;
+    }
+    const slm_dtype_traits *tr = slm_dtype_get(t->type);
+    if (!tr || !tr->to_float)
+        return slm_error(SLM_ERR_UNSUPPORTED, "model: tensor '%s' has dtype %s, which cannot be converted", name,
+                         slm_dtype_name(t->type));
+    float *v = malloc((size_t)n * sizeof(float));
+    float **o = realloc(md->owned, (size_t)(md->n_owned + 1) * sizeof *o);
+    if (!v || !o) {
+        free(v);
+        if (o) md->owned = o;
+        return slm_error(SLM_ERR_NOMEM, "model: out of memory converting '%s'", name);
+    }
+    md->owned = o;
+    md->owned[md->n_owned++] = v;
+    tr->to_float(t->data, v, n);
+    *out = v;
+    return SLM_OK;
+}
+
+static slm_status bind_layer(slm_model *md, int i) {
+    const slm_config *c = &md->cfg;
+    slm_layer *L = &md->layers[i];
+    const slm_gguf *g = md->gguf;
+    int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    char name[96];
+    slm_status s;
+#define NAME(suffix) (snprintf(name, sizeof name, "blk.%d." suffix, i), name)
+    if ((s = bind_vec(md, NAME("attn_norm.weight"), c->dim, &L->attn_norm, false))) return s;
+    if ((s = bind_mat(g, NAME("attn_q.weight"), qd, c->dim, &L->wq, false))) return s;
+    if ((s = bind_mat(g, NAME("attn_k.weight"), kvd, c->dim, &L->wk, false))) return s;
+    if ((s = bind_mat(g, NAME("attn_v.weight"), kvd, c->dim, &L->wv, false))) return s;
+    if ((s = bind_mat(g, NAME("attn_output.weight"), c->dim, qd, &L->wo, false))) return s;
+    bool bias = c->arch == SLM_ARCH_QWEN2;
+    if ((s = bind_vec(md, NAME("attn_q.bias"), qd, &L->bq, !bias))) return s;
+    if ((s = bind_vec(md, NAME("attn_k.bias"), kvd, &L->bk, !bias))) return s;
+    if ((s = bind_vec(md, NAME("attn_v.bias"), kvd, &L->bv, !bias))) return s;
+    if ((s = bind_vec(md, NAME("ffn_norm.weight"), c->dim, &L->ffn_norm, false))) return s;
+    if ((s = bind_mat(g, NAME("ffn_gate.weight"), c->ffn_dim, c->dim, &L->w_gate, false))) return s;
+    if ((s = bind_mat(g, NAME("ffn_up.weight"), c->ffn_dim, c->dim, &L->w_up, false))) return s;
+    if ((s = bind_mat(g, NAME("ffn_down.weight"), c->dim, c->ffn_dim, &L->w_down, false))) return s;
+#undef NAME
+    return SLM_OK;
+}
+
+slm_status slm_model_from_gguf(slm_gguf *g, slm_model **out) {
+    *out = NULL;
+    slm_model *md = calloc(1, sizeof *md);
+    if (!md) {
+        slm_gguf_free(g);
+        return slm_error(SLM_ERR_NOMEM, "model: out of memory");
+    }
+    md->gguf = g;
+    slm_status s = slm_config_from_gguf(g, &md->cfg);
+    if (s) goto fail;
+    slm_config *c = &md->cfg;
+    const slm_gguf_tensor *te = find(g, "token_embd.weight");
+    if (!te) {
+        s = slm_error(SLM_ERR_FORMAT, "model: missing tensor 'token_embd.weight'");
+        goto fail;
+    }
+    if (te->n_dims != 2 || te->ne[1] < 1 || te->ne[1] > (1 << 24)) {
+        s = slm_error(SLM_ERR_FORMAT, "model: tensor 'token_embd.weight' has a bad shape");
+        goto fail;
+    }
+    c->vocab_size = (int)te->ne[1];
+    if ((s = bind_mat(g, "token_embd.weight", c->vocab_size, c->dim, &md->tok_embd, false))) goto fail;
+    md->layers = calloc((size_t)c->n_layers, sizeof *md->layers);
+    if (!md->layers) {
+        s = slm_error(SLM_ERR_NOMEM, "model: out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < c->n_layers; i++)
+        if ((s = bind_layer(md, i))) goto fail;
+    if ((s = bind_vec(md, "output_norm.weight", c->dim, &md->out_norm, false))) goto fail;
+    if ((s = bind_mat(g, "output.weight", c->vocab_size, c->dim, &md->output, true))) goto fail;
+    if (!md->output.data) {
+        md->output = md->tok_embd;
+        md->tied_output = 1;
+    }
+    *out = md;
+    return SLM_OK;
+fail:
+    slm_model_free(md);
+    return s;
+}
+
+slm_status slm_model_load(const char *path, slm_model **out) {
+    slm_gguf *g;
+    *out = NULL;
+    slm_status s = slm_gguf_open(path, &g);
+    if (s) return s;
+    s = slm_model_from_gguf(g, out);
+    if (s) return slm_error_prefix(s, "%s", path);
+    return SLM_OK;
+}
+
+void slm_model_free(slm_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    free(m->layers);
+    slm_gguf_free(m->gguf);
+    free(m);
+}
+
+void slm_model_size(const slm_model *m, uint64_t *n_params, uint64_t *n_bytes) {
+    uint64_t p = 0, b = 0;
+    for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
+        const slm_gguf_tensor *t = &m->gguf->tensors[i];
+        uint64_t n = 1;
+        for (uint32_t d = 0; d < t->n_dims; d++) n *= (uint64_t)t->ne[d];
+        p += n;
+        b += t->nbytes;
+    }
+    *n_params = p;
+    *n_bytes = b;
+}

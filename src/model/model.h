@@ -1,0 +1,51 @@
+/* model.h - a loaded model: config plus read-only views of the weights in the mmapped file.
+ *
+ * Matrices stay in their file dtype and are never copied; only small vectors (norm weights,
+ * biases) are converted to owned f32 arrays when the file stores them in another type. */
+#ifndef SLM_MODEL_H
+#define SLM_MODEL_H
+
+#include <stdint.h>
+
+#include "../core/gguf.h"
+#include "../core/status.h"
+#include "../kernels/matmul.h"
+#include "config.h"
+
+
+typedef struct {
+    const float *attn_norm;       /* [dim] */
+    slm_mat wq;                   /* [n_heads*head_dim, dim] */
+    slm_mat wk;                   /* [n_kv_heads*head_dim, dim] */
+    slm_mat wv;                   /* [n_kv_heads*head_dim, dim] */
+    slm_mat wo;                   /* [dim, n_heads*head_dim] */
+    const float *bq, *bk, *bv;    /* qwen2 biases, NULL for llama */
+    const float *ffn_norm;        /* [dim] */
+    slm_mat w_gate;               /* [ffn_dim, dim] */
+    slm_mat w_up;                 /* [ffn_dim, dim] */
+    slm_mat w_down;               /* [dim, ffn_dim] */
+} slm_layer;
+
+typedef struct slm_model {
+    slm_config cfg;
+    slm_gguf *gguf;        /* owns the mapping */
+    slm_mat tok_embd;      /* [vocab, dim] */
+    slm_layer *layers;     /* [n_layers] */
+    const float *out_norm; /* [dim] */
+    slm_mat output;        /* [vocab, dim]; the same data as tok_embd when tied */
+    int tied_output;
+    float **owned;         /* f32 copies made for vectors stored in other dtypes */
+    int n_owned;
+} slm_model;
+
+/* mmap a GGUF file and bind the weights. Shapes and dtypes are checked against the config;
+ * every matrix dtype must be computable (has a dot kernel). */
+slm_status slm_model_load(const char *path, slm_model **out);
+/* Bind the weights of an already parsed file; the model takes ownership of g (also on error). */
+slm_status slm_model_from_gguf(slm_gguf *g, slm_model **out);
+void slm_model_free(slm_model *m); /* NULL is a no-op */
+
+/* Count of weights and bytes over all tensors of the file (for bits per weight). */
+void slm_model_size(const slm_model *m, uint64_t *n_params, uint64_t *n_bytes);
+
+#endif
