@@ -1,30 +1,45 @@
 #!/usr/bin/env bash
 # The test suite from a fresh clone: install dependencies (toolchain, clang, numpy, gguf),
-# fetch the model fixture, build, run all tests, then the fast tests under ASan+UBSan and the
-# GGUF parser fuzzer for a bounded time (FUZZ_SECONDS, default 60).
+# fetch the model fixture, build, run all tests, then the fast tests and the end-to-end
+# generation under ASan+UBSan, and the GGUF parser fuzzer for FUZZ_SECONDS (default 60).
+# The last line sums every stage: "all: N passed, M failed".
 # Usage: scripts/test.sh [--quick]   (--quick: skip the sanitizer and fuzz stages)
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
-scripts/install-deps.sh
-export SLIMLM_MODEL=${SLIMLM_MODEL:-$(scripts/fetch-model.sh)}
+scripts/install-deps.sh || { echo "error: installing dependencies failed" >&2; exit 1; }
+SLIMLM_MODEL=${SLIMLM_MODEL:-$(scripts/fetch-model.sh)} || { echo "error: fetching the model failed" >&2; exit 1; }
+export SLIMLM_MODEL
 jobs=$(nproc)
-make -j"$jobs" all >/dev/null
-status=0
+mkdir -p build
+make -s -j"$jobs" all || { echo "error: build failed" >&2; exit 1; }
+
+passed=0 failed=0
+tally() { # read a stage's "total: N passed, M failed" from its log; a stage without one failed
+  local log=$1 line
+  line=$(grep -E '^total: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+  if [ -z "$line" ]; then failed=$((failed + 1)); return; fi
+  passed=$((passed + $(sed -E 's/^total: ([0-9]+) passed.*/\1/' <<<"$line")))
+  failed=$((failed + $(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")))
+}
+
 echo "== tests"
-make -s test || status=1
+make -s test 2>&1 | tee build/stage-test.log
+tally build/stage-test.log
 if [ $quick = 0 ]; then
   echo "== tests under ASan+UBSan"
-  make -s -j"$jobs" asan || status=1
+  make -s -j"$jobs" asan 2>&1 | tee build/stage-asan.log
+  tally build/stage-asan.log
   echo "== fuzzing the GGUF parser for ${FUZZ_SECONDS:-60}s"
   if make -s fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}" >build/fuzz.log 2>&1; then
-    grep -E '^Done|stat::number_of_executed_units' build/fuzz.log | tail -n 1 || true
-    echo "fuzz: 1 passed, 0 failed"
+    grep -E '^Done [0-9]+ runs' build/fuzz.log | tail -n 1
+    passed=$((passed + 1))
   else
     tail -n 30 build/fuzz.log
-    echo "fuzz: 0 passed, 1 failed"
-    status=1
+    echo "FAIL fuzz_gguf -- log: build/fuzz.log"
+    failed=$((failed + 1))
   fi
 fi
-exit $status
+echo "all: $passed passed, $failed failed"
+[ $failed -eq 0 ]
