@@ -8,6 +8,10 @@ CPPFLAGS += -D_GNU_SOURCE -Iinclude -Isrc
 LDLIBS  += -lm -pthread
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/kernels/*.c src/model/*.c src/runtime/*.c src/eval/*.c))
+# x86 SIMD kernels only on x86-64; elsewhere the portable kernels alone are built.
+ifneq ($(shell uname -m),x86_64)
+LIB_SRC := $(filter-out %_avx2.c %_avx512.c,$(LIB_SRC))
+endif
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 
@@ -17,6 +21,18 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all test test-fast asan fuzz clean demo
 all: $(BUILD)/slimlm $(TEST_BIN)
+
+# Kernels for one instruction set live in files named *_avx2.c / *_avx512.c and are compiled
+# for it; they run only after a cpuid check (src/kernels/qdot.c), so one binary runs anywhere.
+ISA_AVX2   := -mavx2 -mfma -mf16c
+ISA_AVX512 := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
+$(BUILD)/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(ISA_AVX2) -MMD -MP -c $< -o $@
+
+$(BUILD)/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(ISA_AVX512) -MMD -MP -c $< -o $@
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

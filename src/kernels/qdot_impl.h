@@ -1,0 +1,26 @@
+/* qdot_impl.h - how the kernel tables are filled (internal to src/kernels).
+ *
+ * Each dtype family provides one fill function per instruction set; a fill function sets the
+ * entries it implements and leaves the others untouched. qdot.c builds each table from the
+ * scalar fills first, then overlays the SIMD ones. */
+#ifndef SLM_QDOT_IMPL_H
+#define SLM_QDOT_IMPL_H
+
+#include "qdot.h"
+
+/* legacy block quants (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), float weights (F32, F16, BF16) and the
+ * activation quantizers Q8_0, Q8_1, F32 */
+void slm_qdot_fill_scalar(slm_kernels *k);
+void slm_qdot_fill_avx2(slm_kernels *k);
+void slm_qdot_fill_avx512(slm_kernels *k);
+
+/* K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) and the Q8_K activation quantizer */
+void slm_qdot_k_fill_scalar(slm_kernels *k);
+void slm_qdot_k_fill_avx2(slm_kernels *k);
+void slm_qdot_k_fill_avx512(slm_kernels *k);
+
+/* A gemm built from vec_dot (used where no specialized gemm exists). */
+void slm_gemm_generic(slm_vec_dot_fn dot, int64_t n, const void *w, size_t w_stride, int nr, const void *x,
+                      size_t x_stride, int nc, float *y, size_t ldy);
+
+#endif
