@@ -7,8 +7,8 @@
 
 int main(void) {
     slm_kv *kv;
-    CHECK(slm_kv_create(2, 8, 4, 0, &kv) == SLM_ERR_ARG, "zero capacity rejected");
-    CHECK(slm_kv_create(2, 8, 4, 30, &kv) == SLM_OK, "create");
+    CHECK(slm_kv_create(SLM_KV_F32, 2, 8, 4, 0, &kv) == SLM_ERR_ARG, "zero capacity rejected");
+    CHECK(slm_kv_create(SLM_KV_F32, 2, 8, 4, 30, &kv) == SLM_OK, "create");
     CHECK(kv->n_blocks == 8 && kv->n_free == 8, "30 tokens in blocks of 4 -> 8 blocks");
 
     slm_seq a = {0}, b = {0};
@@ -26,20 +26,29 @@ int main(void) {
     for (int l = 0; l < 2; l++)
         for (int p = 0; p < 8; p++) {
             float *k = slm_kv_key(kv, &a, l, p);
+            float *kbase = kv->k;
             for (int q = 0; q < 20; q++) distinct &= k != slm_kv_key(kv, &b, l, q);
             if (p) distinct &= k != slm_kv_key(kv, &a, l, p - 1);
             if (l) distinct &= k != slm_kv_key(kv, &a, 0, p);
-            distinct &= k >= kv->k && k + kv->kv_dim <= kv->k + (size_t)2 * kv->n_blocks * 4 * 8;
+            distinct &= k >= kbase && k + kv->kv_dim <= kbase + (size_t)2 * kv->n_blocks * 4 * 8;
         }
     CHECK(distinct, "addressing is distinct and in bounds");
     /* writes through one sequence do not touch the other */
-    for (int p = 0; p < 8; p++) memset(slm_kv_value(kv, &a, 1, p), 0, 8 * sizeof(float));
-    for (int p = 0; p < 20; p++)
-        for (int d = 0; d < 8; d++) slm_kv_value(kv, &b, 1, p)[d] = (float)(p * 8 + d);
+    float zero[8] = {0}, val[8];
+    for (int p = 0; p < 8; p++) slm_kv_store(kv, &a, 1, p, zero, zero);
+    for (int p = 0; p < 20; p++) {
+        for (int d = 0; d < 8; d++) val[d] = (float)(p * 8 + d);
+        slm_kv_store(kv, &b, 1, p, val, val);
+    }
     int intact = 1;
     for (int p = 0; p < 8; p++)
-        for (int d = 0; d < 8; d++) intact &= slm_kv_value(kv, &a, 1, p)[d] == 0.0f;
+        for (int d = 0; d < 8; d++)
+            intact &= ((float *)slm_kv_value(kv, &a, 1, p))[d] == 0.0f && ((float *)slm_kv_key(kv, &a, 1, p))[d] == 0.0f;
     CHECK(intact, "sequences are isolated");
+    int stored = 1;
+    for (int p = 0; p < 20; p++)
+        for (int d = 0; d < 8; d++) stored &= ((float *)slm_kv_value(kv, &b, 1, p))[d] == (float)(p * 8 + d);
+    CHECK(stored, "values read back through the block table");
 
     b.n_tokens = 20;
     slm_seq_truncate(kv, &b, 9);
@@ -53,6 +62,17 @@ int main(void) {
     CHECK(refs_zero, "all reference counts back to zero");
     slm_kv_free(kv);
     slm_kv_free(NULL);
-    CHECK(slm_kv_create(1, 1 << 20, 4096, 1 << 30, &kv) == SLM_ERR_ARG, "absurd size rejected before allocating");
+    /* f16 storage rounds to half precision */
+    CHECK(slm_kv_create(SLM_KV_F16, 1, 4, 2, 4, &kv) == SLM_OK && kv->elem_size == 2, "f16 pool");
+    slm_seq c = {0};
+    CHECK(slm_seq_reserve(kv, &c, 3) == SLM_OK, "reserve");
+    float in[4] = {1.0f, -2.5f, 0.1f, 65504.0f};
+    slm_kv_store(kv, &c, 0, 2, in, in);
+    const uint16_t *h = slm_kv_key(kv, &c, 0, 2);
+    CHECK(h[0] == 0x3c00 && h[1] == 0xc100 && h[2] == 0x2e66 && h[3] == 0x7bff, "f16 bits %04x %04x %04x %04x", h[0],
+          h[1], h[2], h[3]);
+    slm_seq_release(kv, &c);
+    slm_kv_free(kv);
+    CHECK(slm_kv_create(SLM_KV_F16, 1, 1 << 20, 4096, 1 << 30, &kv) == SLM_ERR_ARG, "absurd size rejected before allocating");
     return test_summary("test_kvcache");
 }

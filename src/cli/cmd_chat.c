@@ -19,7 +19,6 @@ static const char *const usage =
     "Chat with the model on the terminal: one line per message; the conversation and its KV\n"
     "cache are kept between turns. Type /reset to start over, /exit (or end of input) to quit.\n"
     "\n"
-    "  -m, --model PATH     GGUF model (default: the fetched SmolLM2-135M-Instruct)\n"
     "  --system TEXT        system message (default: the template's own, if any)\n"
     "  --template NAME      chat template: chatml, llama2, llama3, zephyr, gemma, phi3\n"
     "                       (default: detected from the model's tokenizer.chat_template)\n"
@@ -82,21 +81,22 @@ static bool on_token(void *user, int32_t id) {
 }
 
 int cmd_chat(int argc, char **argv) {
-    const char *cmd = "chat", *model = NULL, *system = NULL, *tname = NULL;
+    cli_engine_opts eo = {0};
+    const char *cmd = "chat", *system = NULL, *tname = NULL;
     long n_predict = 512, n_ctx = 0;
     bool verbose = false;
     slm_sampler_params sp = slm_sampler_defaults();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = cli_sampling_flag(cmd, argc, argv, &i, &sp);
+        if (r == 0) r = cli_engine_flag(cmd, argc, argv, &i, &eo);
         if (r < 0) return 1;
         if (r > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage, stdout);
+            fputs(cli_engine_help, stdout);
             fputs(cli_sampling_help, stdout);
             return 0;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            if (!(model = cli_value(cmd, argc, argv, &i))) return 1;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             verbose = true;
         } else if (!strcmp(a, "--system")) {
@@ -114,7 +114,8 @@ int cmd_chat(int argc, char **argv) {
         }
     }
     cli_engine e;
-    if (!cli_engine_load(cmd, model, (int)n_ctx, true, &e)) return 1;
+    eo.ctx.n_ctx = (int)n_ctx;
+    if (!cli_engine_load(cmd, &eo, true, &e)) return 1;
     int rc = 1;
     slm_chat_template t;
     slm_status s;

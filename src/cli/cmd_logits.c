@@ -13,7 +13,6 @@ static const char *const usage =
     "Run the model over a token sequence and write the logits of every position as raw\n"
     "little-endian float32, shape [n_tokens][n_vocab].\n"
     "\n"
-    "  -m, --model PATH   GGUF model (default: the fetched SmolLM2-135M-Instruct)\n"
     "  --ids LIST         comma-separated token ids\n"
     "  -p, --prompt TEXT  text, tokenized without added BOS, special tokens parsed\n"
     "  --out FILE         output file (written atomically)\n"
@@ -21,15 +20,18 @@ static const char *const usage =
     "  -h, --help         this help\n";
 
 int cmd_logits(int argc, char **argv) {
-    const char *cmd = "logits", *model = NULL, *ids_arg = NULL, *prompt = NULL, *outp = NULL;
+    cli_engine_opts eo = {0};
+    const char *cmd = "logits", *ids_arg = NULL, *prompt = NULL, *outp = NULL;
     long batch = 256;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        int r = cli_engine_flag(cmd, argc, argv, &i, &eo);
+        if (r < 0) return 1;
+        if (r > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage, stdout);
+            fputs(cli_engine_help, stdout);
             return 0;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            if (!(model = cli_value(cmd, argc, argv, &i))) return 1;
         } else if (!strcmp(a, "--ids")) {
             if (!(ids_arg = cli_value(cmd, argc, argv, &i))) return 1;
         } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
@@ -46,7 +48,7 @@ int cmd_logits(int argc, char **argv) {
     if (!!ids_arg + !!prompt != 1) return cli_fail(cmd, "give exactly one of --ids or -p (see --help)");
     if (!outp) return cli_fail(cmd, "--out FILE is required");
     cli_engine e;
-    if (!cli_engine_load(cmd, model, 0, prompt != NULL, &e)) return 1;
+    if (!cli_engine_load(cmd, &eo, prompt != NULL, &e)) return 1;
     int rc = 1, n = 0;
     int32_t *ids = NULL;
     float *logits = NULL;

@@ -17,7 +17,6 @@ static const char *const usage =
     "cache and the tokens of its second half are scored (llama.cpp's scheme, so numbers are\n"
     "comparable). If the model adds BOS, each window starts with BOS.\n"
     "\n"
-    "  -m, --model PATH       GGUF model (default: the fetched SmolLM2-135M-Instruct)\n"
     "  -f, --file PATH        text to evaluate (e.g. ../shared/data/wikitext2-test.txt)\n"
     "  --ctx N                window size in tokens (default 512)\n"
     "  --chunks N             evaluate only the first N windows (default: all)\n"
@@ -29,16 +28,19 @@ static const char *const usage =
     "  -h, --help             this help\n";
 
 int cmd_perplexity(int argc, char **argv) {
-    const char *cmd = "perplexity", *model = NULL, *file = NULL, *json = NULL;
+    cli_engine_opts eo = {0};
+    const char *cmd = "perplexity", *file = NULL, *json = NULL;
     slm_ppl_params pp = {.n_ctx = 512, .top_k = 32, .progress = true};
     long v;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val;
+        int r = cli_engine_flag(cmd, argc, argv, &i, &eo);
+        if (r < 0) return 1;
+        if (r > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage, stdout);
+            fputs(cli_engine_help, stdout);
             return 0;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            if (!(model = cli_value(cmd, argc, argv, &i))) return 1;
         } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
             if (!(file = cli_value(cmd, argc, argv, &i))) return 1;
         } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
@@ -65,7 +67,9 @@ int cmd_perplexity(int argc, char **argv) {
     char *text = cli_read_file(cmd, file, &len);
     if (!text) return 1;
     cli_engine e;
-    if (!cli_engine_load(cmd, model, pp.n_ctx, true, &e)) {
+    eo.ctx.n_ctx = pp.n_ctx;
+    eo.ctx.max_batch = pp.n_ctx;
+    if (!cli_engine_load(cmd, &eo, true, &e)) {
         free(text);
         return 1;
     }
@@ -82,8 +86,9 @@ int cmd_perplexity(int argc, char **argv) {
         goto out;
     }
     pp.bos = slm_tokenizer_add_bos(e.tok) ? slm_tokenizer_bos(e.tok) : -1;
-    fprintf(stderr, "%s: %zu bytes, %zu tokens; window %d, %zu windows available%s\n", file, len, n, pp.n_ctx,
-            n / (size_t)pp.n_ctx, pp.n_chunks ? "" : " (all evaluated)");
+    fprintf(stderr, "%s: %zu bytes, %zu tokens; window %d, %zu windows available%s; kernels %s, %d threads, kv %s\n",
+            file, len, n, pp.n_ctx, n / (size_t)pp.n_ctx, pp.n_chunks ? "" : " (all evaluated)",
+            slm_isa_name(e.ctx->isa), slm_pool_size(e.ctx->pool), e.ctx->kv->type == SLM_KV_F16 ? "f16" : "f32");
     slm_ppl_result r;
     if ((s = slm_perplexity(e.ctx, ids, n, &pp, &r))) {
         cli_fail_status(cmd, s);

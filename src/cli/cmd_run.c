@@ -13,7 +13,6 @@ static const char *const usage =
     "\n"
     "Generate text from a prompt with the model, streaming tokens to stdout.\n"
     "\n"
-    "  -m, --model PATH     GGUF model (default: the fetched SmolLM2-135M-Instruct)\n"
     "  -p, --prompt TEXT    prompt text\n"
     "  -f, --file PATH      read the prompt from a file\n"
     "  --ids LIST           prompt as comma-separated token ids (skips the tokenizer)\n"
@@ -48,21 +47,22 @@ static bool emit(void *user, int32_t id) {
 
 int cmd_run(int argc, char **argv) {
     const char *cmd = "run";
-    const char *model = NULL, *prompt = NULL, *file = NULL, *ids_arg = NULL;
+    cli_engine_opts eo = {0};
+    const char *prompt = NULL, *file = NULL, *ids_arg = NULL;
     long n_predict = 128, n_ctx = 0;
     bool chat = false, special = true, print_ids = false, stats = true;
     slm_sampler_params sp = slm_sampler_defaults();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = cli_sampling_flag(cmd, argc, argv, &i, &sp);
+        if (r == 0) r = cli_engine_flag(cmd, argc, argv, &i, &eo);
         if (r < 0) return 1;
         if (r > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage, stdout);
+            fputs(cli_engine_help, stdout);
             fputs(cli_sampling_help, stdout);
             return 0;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            if (!(model = cli_value(cmd, argc, argv, &i))) return 1;
         } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             if (!(prompt = cli_value(cmd, argc, argv, &i))) return 1;
         } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
@@ -96,7 +96,8 @@ int cmd_run(int argc, char **argv) {
     if (prompt) text_len = strlen(prompt);
 
     cli_engine e;
-    if (!cli_engine_load(cmd, model, (int)n_ctx, true, &e)) {
+    eo.ctx.n_ctx = (int)n_ctx;
+    if (!cli_engine_load(cmd, &eo, true, &e)) {
         free(text);
         return 1;
     }
@@ -170,9 +171,10 @@ int cmd_run(int argc, char **argv) {
         goto out;
     }
     if (stats)
-        fprintf(stderr, "prompt: %d tokens, %.1f tok/s | generated: %d tokens, %.1f tok/s%s\n", st.n_prompt,
-                st.prompt_s > 0 ? st.n_prompt / st.prompt_s : 0.0, st.n_generated,
-                st.gen_s > 0 ? st.n_generated / st.gen_s : 0.0, st.hit_eog ? " (end of text)" : "");
+        fprintf(stderr, "prompt: %d tokens, %.1f tok/s | generated: %d tokens, %.1f tok/s%s | %s, %d threads\n",
+                st.n_prompt, st.prompt_s > 0 ? st.n_prompt / st.prompt_s : 0.0, st.n_generated,
+                st.gen_s > 0 ? st.n_generated / st.gen_s : 0.0, st.hit_eog ? " (end of text)" : "",
+                slm_isa_name(e.ctx->isa), slm_pool_size(e.ctx->pool));
     rc = 0;
 out:
     free(rendered);

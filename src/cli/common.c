@@ -106,8 +106,42 @@ int cli_sampling_flag(const char *cmd, int argc, char **argv, int *i, slm_sample
     return 1;
 }
 
-bool cli_engine_load(const char *cmd, const char *model_path, int n_ctx, bool need_tokenizer, cli_engine *e) {
+const char *const cli_engine_help =
+    "engine:\n"
+    "  -m, --model PATH     GGUF model (default: the fetched SmolLM2-135M-Instruct)\n"
+    "  -t, --threads N      worker threads (default: all CPUs)\n"
+    "  --kv-type T          KV cache element type: f16 (default) or f32\n"
+    "  --isa NAME           kernels: avx512, avx2, scalar, or ref (exact f32 reference);\n"
+    "                       default: the best this CPU has ($SLIMLM_ISA overrides)\n";
+
+int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_opts *o) {
+    const char *a = argv[*i], *v;
+    long l;
+    if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+        if (!(o->model = cli_value(cmd, argc, argv, i))) return -1;
+    } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+        if (!(v = cli_value(cmd, argc, argv, i)) || !cli_int(cmd, a, v, 1, 512, &l)) return -1;
+        o->ctx.n_threads = (int)l;
+    } else if (!strcmp(a, "--kv-type")) {
+        if (!(v = cli_value(cmd, argc, argv, i))) return -1;
+        if (!strcmp(v, "f16")) o->ctx.kv_type = SLM_KV_F16;
+        else if (!strcmp(v, "f32")) o->ctx.kv_type = SLM_KV_F32;
+        else return cli_fail(cmd, "--kv-type: '%s' is not f16 or f32", v), -1;
+    } else if (!strcmp(a, "--isa")) {
+        if (!(v = cli_value(cmd, argc, argv, i))) return -1;
+        int isa = slm_isa_from_name(v);
+        if (isa < 0) return cli_fail(cmd, "--isa: '%s' is not one of avx512, avx2, scalar, ref", v), -1;
+        o->ctx.isa = (slm_isa)isa;
+        o->ctx.isa_set = true;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+bool cli_engine_load(const char *cmd, const cli_engine_opts *o, bool need_tokenizer, cli_engine *e) {
     char def[4096];
+    const char *model_path = o->model;
     memset(e, 0, sizeof *e);
     const char *path = model_path ? model_path : slm_default_model_path(def, sizeof def);
     struct stat st;
@@ -125,8 +159,7 @@ bool cli_engine_load(const char *cmd, const char *model_path, int n_ctx, bool ne
         cli_engine_free(e);
         return false;
     }
-    slm_ctx_params cp = {.n_ctx = n_ctx};
-    if ((s = slm_ctx_create(e->model, &cp, &e->ctx))) {
+    if ((s = slm_ctx_create(e->model, &o->ctx, &e->ctx))) {
         cli_fail_status(cmd, s);
         cli_engine_free(e);
         return false;

@@ -31,14 +31,23 @@ bool cli_float(const char *cmd, const char *flag, const char *v, double lo, doub
 int cli_sampling_flag(const char *cmd, int argc, char **argv, int *i, slm_sampler_params *p);
 extern const char *const cli_sampling_help;
 
-/* Loaded model, tokenizer and context. model_path NULL: the default model. */
+/* Engine flags shared by the commands that run the model: -m, -t, --kv-type, --isa. */
+typedef struct {
+    const char *model;    /* NULL: the default model */
+    slm_ctx_params ctx;   /* n_ctx, n_threads, kv_type, isa */
+} cli_engine_opts;
+/* Returns 1 if argv[*i] was an engine flag (consumed), 0 if not, -1 on a bad value. */
+int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_opts *o);
+extern const char *const cli_engine_help;
+
+/* Loaded model, tokenizer and context. */
 typedef struct {
     slm_model *model;
     slm_tokenizer *tok;
     slm_ctx *ctx;
 } cli_engine;
-/* Loads and reports errors itself (returns false after printing). n_ctx 0: default. */
-bool cli_engine_load(const char *cmd, const char *model_path, int n_ctx, bool need_tokenizer, cli_engine *e);
+/* Loads and reports errors itself (returns false after printing). */
+bool cli_engine_load(const char *cmd, const cli_engine_opts *o, bool need_tokenizer, cli_engine *e);
 void cli_engine_free(cli_engine *e);
 
 /* Parse "1,2,3" into a malloc'd id array. */

@@ -15,6 +15,7 @@ static const struct {
     {"perplexity", cmd_perplexity, "perplexity of a text; KL divergence against a base model"},
     {"tokenize", cmd_tokenize, "show the token ids and pieces of a text"},
     {"logits", cmd_logits, "write the logits of every position of a token sequence (raw f32)"},
+    {"bench", cmd_bench, "prompt and generation speed (pp/tg tokens/s), memory bandwidth"},
 };
 
 static void usage(FILE *f) {

@@ -1,11 +1,20 @@
-/* matmul.c - reference matrix products over any dtype with a dot kernel.
+/* matmul.c - matrix products over any dtype, split over the thread pool.
  *
- * One token: each row is dotted directly from its blocks (dtype dot_f32). A batch: each row is
- * dequantized once into scratch and dotted with every activation row, so the dequantization
- * cost is shared by the batch. */
+ * Fast path: the activation rows are quantized once into the format that pairs with the
+ * weight dtype (slm_act_type), then each thread runs the kernel set's gemm over its share of
+ * weight rows, a tile of rows at a time against all activation rows, so a tile of weights is
+ * read from memory once per batch.
+ * Reference path (no kernel set): each weight row is dequantized to f32 and dotted with the
+ * f32 activations; exact up to float summation order. */
 #include "matmul.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "../core/dtype.h"
+
+#define ROW_ALIGN 16   /* rows per thread share are multiples of this: 64-byte output lines */
+#define ROW_TILE 64    /* weight rows per gemm call */
 
 float slm_dot_f32(const float *a, const float *b, int64_t n) {
     float acc[8] = {0};
@@ -22,16 +31,97 @@ void slm_mat_row(const slm_mat *w, int64_t r, float *dst) {
     tr->to_float((const char *)w->data + (size_t)r * w->row_bytes, dst, w->cols);
 }
 
-void slm_matmul(const slm_mat *w, const float *x, int n_tok, float *y, float *scratch) {
+static size_t act_row_bytes(int act, int64_t cols) {
+    size_t b = 0;
+    if (act < 0 || !slm_row_bytes((uint32_t)act, cols, &b)) return 0;
+    return b;
+}
+
+slm_status slm_mm_init(slm_mm *mm, slm_pool *pool, const slm_kernels *k, int max_tok, int64_t max_cols) {
+    memset(mm, 0, sizeof *mm);
+    mm->pool = pool;
+    mm->k = k;
+    mm->max_tok = max_tok;
+    mm->max_cols = max_cols;
+    const int nth = slm_pool_size(pool);
+    mm->row = malloc((size_t)nth * (size_t)max_cols * sizeof(float));
+    /* the largest activation row: f32 (4 bytes per element) bounds every 8-bit format */
+    mm->act_cap = (size_t)max_tok * (size_t)max_cols * sizeof(float);
+    mm->act = k ? malloc(mm->act_cap) : NULL;
+    if (!mm->row || (k && !mm->act)) {
+        slm_mm_free(mm);
+        return slm_error(SLM_ERR_NOMEM, "matmul: out of memory for scratch");
+    }
+    return SLM_OK;
+}
+
+void slm_mm_free(slm_mm *mm) {
+    free(mm->row);
+    free(mm->act);
+    memset(mm, 0, sizeof *mm);
+}
+
+typedef struct {
+    slm_mm *mm;
+    const slm_mat *w;
+    const float *x;
+    int n_tok;
+    float *y;
+    int act;
+    size_t act_bytes;
+} mm_job;
+
+static void quantize_task(void *arg, int ith, int nth) {
+    mm_job *j = arg;
+    long lo, hi;
+    slm_pool_split(j->n_tok, ith, nth, 1, &lo, &hi);
+    slm_quant_act_fn q = j->mm->k->quant_act[j->act];
+    for (long t = lo; t < hi; t++)
+        q(j->x + (size_t)t * j->w->cols, (char *)j->mm->act + (size_t)t * j->act_bytes, j->w->cols);
+}
+
+static void gemm_task(void *arg, int ith, int nth) {
+    mm_job *j = arg;
+    const slm_mat *w = j->w;
+    long lo, hi;
+    slm_pool_split(w->rows, ith, nth, ROW_ALIGN, &lo, &hi);
+    slm_gemm_fn g = j->mm->k->gemm[w->type];
+    for (long r = lo; r < hi; r += ROW_TILE) {
+        int nr = (int)(hi - r < ROW_TILE ? hi - r : ROW_TILE);
+        g(w->cols, (const char *)w->data + (size_t)r * w->row_bytes, w->row_bytes, nr, j->mm->act, j->act_bytes,
+          j->n_tok, j->y + r, (size_t)w->rows);
+    }
+}
+
+static void ref_task(void *arg, int ith, int nth) {
+    mm_job *j = arg;
+    const slm_mat *w = j->w;
     const slm_dtype_traits *tr = slm_dtype_get(w->type);
+    float *scratch = j->mm->row + (size_t)ith * j->mm->max_cols;
+    long lo, hi;
+    slm_pool_split(w->rows, ith, nth, ROW_ALIGN, &lo, &hi);
     const char *base = w->data;
     const int64_t rows = w->rows, cols = w->cols;
-    if (n_tok == 1) {
-        for (int64_t r = 0; r < rows; r++) y[r] = tr->dot_f32(base + (size_t)r * w->row_bytes, x, cols);
+    for (long r = lo; r < hi; r++) {
+        if (j->n_tok == 1) {
+            j->y[r] = tr->dot_f32(base + (size_t)r * w->row_bytes, j->x, cols);
+            continue;
+        }
+        tr->to_float(base + (size_t)r * w->row_bytes, scratch, cols);
+        for (int t = 0; t < j->n_tok; t++)
+            j->y[(size_t)t * rows + r] = slm_dot_f32(scratch, j->x + (size_t)t * cols, cols);
+    }
+}
+
+void slm_matmul(slm_mm *mm, const slm_mat *w, const float *x, int n_tok, float *y) {
+    mm_job j = {.mm = mm, .w = w, .x = x, .n_tok = n_tok, .y = y};
+    if (!mm->k || !mm->k->gemm[w->type]) {
+        slm_pool_run(mm->pool, ref_task, &j);
         return;
     }
-    for (int64_t r = 0; r < rows; r++) {
-        tr->to_float(base + (size_t)r * w->row_bytes, scratch, cols);
-        for (int t = 0; t < n_tok; t++) y[(size_t)t * rows + r] = slm_dot_f32(scratch, x + (size_t)t * cols, cols);
-    }
+    j.act = slm_act_type(w->type);
+    j.act_bytes = act_row_bytes(j.act, w->cols);
+    if (n_tok < 4) quantize_task(&j, 0, 1);
+    else slm_pool_run(mm->pool, quantize_task, &j);
+    slm_pool_run(mm->pool, gemm_task, &j);
 }

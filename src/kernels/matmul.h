@@ -1,9 +1,13 @@
-/* matmul.h - weight matrix views and y = W x for a batch of activation rows. */
+/* matmul.h - weight matrix views and y = W x for a batch of activation rows, threaded. */
 #ifndef SLM_MATMUL_H
 #define SLM_MATMUL_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "../core/status.h"
+#include "../core/threadpool.h"
+#include "qdot.h"
 
 /* A weight matrix of `rows` rows, each `cols` elements of dtype `type`, rows contiguous
  * (GGUF ne = [cols, rows]). y = W x means y[r] = dot(row r, x). */
@@ -14,9 +18,24 @@ typedef struct {
     size_t row_bytes;
 } slm_mat;
 
-/* y[t][r] = dot(W row r, x[t]) for t < n_tok: x is [n_tok][cols], y is [n_tok][rows].
- * scratch holds at least cols floats (a dequantized row, reused across the batch). */
-void slm_matmul(const slm_mat *w, const float *x, int n_tok, float *y, float *scratch);
+/* What a matrix product needs besides its operands: the pool, the kernel set, and scratch
+ * allocated once (slm_mm_init) for batches of up to max_tok rows of up to max_cols. */
+typedef struct {
+    slm_pool *pool;
+    const slm_kernels *k; /* NULL: the exact reference path (f32 activations, dtype dot_f32) */
+    void *act;            /* quantized activations [max_tok][act row bytes] */
+    size_t act_cap;       /* bytes */
+    float *row;           /* reference path: a dequantized weight row per thread [nth][max_cols] */
+    int64_t max_cols;
+    int max_tok;
+} slm_mm;
+
+/* Allocate scratch; k NULL selects the reference path. */
+slm_status slm_mm_init(slm_mm *mm, slm_pool *pool, const slm_kernels *k, int max_tok, int64_t max_cols);
+void slm_mm_free(slm_mm *mm);
+
+/* y[t][r] = dot(W row r, x[t]) for t < n_tok: x is [n_tok][cols] f32, y is [n_tok][rows]. */
+void slm_matmul(slm_mm *mm, const slm_mat *w, const float *x, int n_tok, float *y);
 
 /* Row r of W as f32 (dst has cols floats). */
 void slm_mat_row(const slm_mat *w, int64_t r, float *dst);

@@ -36,11 +36,23 @@ slm_status slm_ctx_create(const slm_model *m, const slm_ctx_params *params, slm_
     c->model = m;
     c->p = p;
     const int kvd = cfg->n_kv_heads * cfg->head_dim;
-    slm_status s = slm_kv_create(cfg->n_layers, kvd, p.block_size, p.n_ctx, &c->kv);
+    slm_status s = slm_kv_create(p.kv_type, cfg->n_layers, kvd, p.block_size, p.n_ctx, &c->kv);
     if (s) {
         free(c);
         return s;
     }
+    if ((s = slm_pool_create(p.n_threads, &c->pool))) {
+        slm_ctx_free(c);
+        return s;
+    }
+    c->isa = p.isa_set ? p.isa : slm_isa_default();
+    const slm_kernels *k = NULL;
+    if (c->isa != SLM_ISA_REF && !(k = slm_kernels_get(c->isa))) {
+        slm_ctx_free(c);
+        return slm_error(SLM_ERR_UNSUPPORTED, "context: kernel set '%s' is not supported on this CPU",
+                         slm_isa_name(c->isa));
+    }
+    c->simd_attn = c->isa >= SLM_ISA_AVX2 && slm_attention_simd_available();
     const size_t B = (size_t)p.max_batch, qd = (size_t)cfg->n_heads * cfg->head_dim;
     size_t rowmax = (size_t)cfg->dim;
     if ((size_t)cfg->ffn_dim > rowmax) rowmax = (size_t)cfg->ffn_dim;
@@ -57,13 +69,16 @@ slm_status slm_ctx_create(const slm_model *m, const slm_ctx_params *params, slm_
     c->hb2 = alloc_f(B * cfg->ffn_dim, &ok);
     c->rope_cos = alloc_f(B * (cfg->rope_dim / 2), &ok);
     c->rope_sin = alloc_f(B * (cfg->rope_dim / 2), &ok);
-    c->scores = alloc_f((size_t)p.n_ctx, &ok);
-    c->row = alloc_f(rowmax, &ok);
+    c->scores = alloc_f((size_t)slm_pool_size(c->pool) * p.n_ctx, &ok);
     c->tokens = malloc((size_t)p.n_ctx * sizeof *c->tokens);
     if (!c->tokens) ok = 0;
     if (!ok) {
         slm_ctx_free(c);
         return slm_error(SLM_ERR_NOMEM, "context: out of memory for scratch buffers");
+    }
+    if ((s = slm_mm_init(&c->mm, c->pool, k, p.max_batch, (int64_t)rowmax))) {
+        slm_ctx_free(c);
+        return s;
     }
     *out = c;
     return SLM_OK;
@@ -73,8 +88,10 @@ void slm_ctx_free(slm_ctx *c) {
     if (!c) return;
     if (c->kv) slm_seq_release(c->kv, &c->seq);
     slm_kv_free(c->kv);
-    float *bufs[] = {c->x,   c->xb, c->xb2, c->q,        c->k,        c->v,      c->att,
-                     c->hb,  c->hb2, c->rope_cos, c->rope_sin, c->scores, c->row};
+    slm_mm_free(&c->mm);
+    slm_pool_free(c->pool);
+    float *bufs[] = {c->x,  c->xb,  c->xb2,      c->q,        c->k,     c->v,
+                     c->att, c->hb, c->hb2, c->rope_cos, c->rope_sin, c->scores};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(c->tokens);
     free(c);
@@ -84,6 +101,21 @@ int slm_ctx_len(const slm_ctx *c) { return c->seq.n_tokens; }
 
 void slm_ctx_truncate(slm_ctx *c, int n) {
     if (n < c->seq.n_tokens) slm_seq_truncate(c->kv, &c->seq, n);
+}
+
+typedef struct {
+    slm_ctx *c;
+    int layer, n, pos0;
+} attn_job;
+
+static void attention_task(void *arg, int ith, int nth) {
+    attn_job *j = arg;
+    slm_ctx *c = j->c;
+    const slm_config *cfg = &c->model->cfg;
+    long lo, hi;
+    slm_pool_split((long)j->n * cfg->n_heads, ith, nth, 1, &lo, &hi);
+    slm_attention(c->kv, &c->seq, j->layer, c->q, j->n, j->pos0, cfg->n_heads, cfg->n_kv_heads, cfg->head_dim, c->att,
+                  c->scores + (size_t)ith * c->p.n_ctx, lo, hi, c->simd_attn);
 }
 
 /* One forward pass over n <= max_batch tokens at positions pos0.. ; blocks already reserved. */
@@ -105,9 +137,9 @@ static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, int pos0, in
         /* attention */
         for (int t = 0; t < n; t++)
             slm_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, L->attn_norm, dim, cfg->norm_eps);
-        slm_matmul(&L->wq, c->xb, n, c->q, c->row);
-        slm_matmul(&L->wk, c->xb, n, c->k, c->row);
-        slm_matmul(&L->wv, c->xb, n, c->v, c->row);
+        slm_matmul(&c->mm, &L->wq, c->xb, n, c->q);
+        slm_matmul(&c->mm, &L->wk, c->xb, n, c->k);
+        slm_matmul(&c->mm, &L->wv, c->xb, n, c->v);
         for (int t = 0; t < n; t++) {
             float *q = c->q + (size_t)t * qd, *k = c->k + (size_t)t * kvd, *v = c->v + (size_t)t * kvd;
             if (L->bq)
@@ -119,20 +151,20 @@ static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, int pos0, in
             const float *ct = c->rope_cos + (size_t)t * half, *st = c->rope_sin + (size_t)t * half;
             slm_rope(q, cfg->n_heads, hd, cfg->rope_dim, ct, st, neox);
             slm_rope(k, cfg->n_kv_heads, hd, cfg->rope_dim, ct, st, neox);
-            memcpy(slm_kv_key(c->kv, &c->seq, l, pos0 + t), k, (size_t)kvd * sizeof(float));
-            memcpy(slm_kv_value(c->kv, &c->seq, l, pos0 + t), v, (size_t)kvd * sizeof(float));
+            slm_kv_store(c->kv, &c->seq, l, pos0 + t, k, v);
         }
-        slm_attention(c->kv, &c->seq, l, c->q, n, pos0, cfg->n_heads, cfg->n_kv_heads, hd, c->att, c->scores);
-        slm_matmul(&L->wo, c->att, n, c->xb2, c->row);
+        attn_job aj = {c, l, n, pos0};
+        slm_pool_run(c->pool, attention_task, &aj);
+        slm_matmul(&c->mm, &L->wo, c->att, n, c->xb2);
         for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->xb2[i];
 
         /* feed-forward */
         for (int t = 0; t < n; t++)
             slm_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, L->ffn_norm, dim, cfg->norm_eps);
-        slm_matmul(&L->w_gate, c->xb, n, c->hb, c->row);
-        slm_matmul(&L->w_up, c->xb, n, c->hb2, c->row);
+        slm_matmul(&c->mm, &L->w_gate, c->xb, n, c->hb);
+        slm_matmul(&c->mm, &L->w_up, c->xb, n, c->hb2);
         slm_swiglu(c->hb, c->hb2, n * ffn);
-        slm_matmul(&L->w_down, c->hb, n, c->xb2, c->row);
+        slm_matmul(&c->mm, &L->w_down, c->hb, n, c->xb2);
         for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->xb2[i];
     }
 
@@ -140,7 +172,7 @@ static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, int pos0, in
         const int first = n - n_out;
         for (int t = first; t < n; t++)
             slm_rmsnorm(c->xb + (size_t)(t - first) * dim, c->x + (size_t)t * dim, m->out_norm, dim, cfg->norm_eps);
-        slm_matmul(&m->output, c->xb, n_out, logits, c->row);
+        slm_matmul(&c->mm, &m->output, c->xb, n_out, logits);
     }
 }
 

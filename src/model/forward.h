@@ -5,15 +5,24 @@
 #ifndef SLM_FORWARD_H
 #define SLM_FORWARD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "../core/threadpool.h"
+#include "../kernels/qdot.h"
+
 #include "../runtime/kvcache.h"
+#include "../kernels/matmul.h"
 #include "model.h"
 
 typedef struct {
     int n_ctx;      /* positions this context can hold (0: min(model context, 4096)) */
     int max_batch;  /* tokens per forward pass (0: 256); longer inputs are split */
     int block_size; /* KV block size in tokens (0: SLM_KV_DEFAULT_BLOCK) */
+    int n_threads;  /* worker threads (0: all online CPUs) */
+    slm_kv_type kv_type; /* SLM_KV_F16 (default) or SLM_KV_F32 */
+    bool isa_set;   /* false: kernel set slm_isa_default() (honours $SLIMLM_ISA) */
+    slm_isa isa;    /* the kernel set when isa_set */
 } slm_ctx_params;
 
 typedef struct slm_ctx {
@@ -32,8 +41,11 @@ typedef struct slm_ctx {
     float *hb;     /* [B][ffn_dim] gate, then swiglu */
     float *hb2;    /* [B][ffn_dim] up */
     float *rope_cos, *rope_sin; /* [B][rope_dim/2] */
-    float *scores; /* [n_ctx] */
-    float *row;    /* [max(dim, ffn_dim, q_dim)] dequantized weight row */
+    float *scores; /* [n_threads][n_ctx] attention scores */
+    slm_pool *pool;
+    slm_isa isa;   /* kernel set in use */
+    slm_mm mm;     /* matmul scratch and kernels */
+    bool simd_attn;
 } slm_ctx;
 
 slm_status slm_ctx_create(const slm_model *m, const slm_ctx_params *p, slm_ctx **out);

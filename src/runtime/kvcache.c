@@ -4,8 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-slm_status slm_kv_create(int n_layers, int kv_dim, int block_size, int capacity_tokens, slm_kv **out) {
+#include "../core/dtype.h"
+
+slm_status slm_kv_create(slm_kv_type type, int n_layers, int kv_dim, int block_size, int capacity_tokens, slm_kv **out) {
     *out = NULL;
+    if (type != SLM_KV_F16 && type != SLM_KV_F32) return slm_error(SLM_ERR_ARG, "kv cache: unknown element type %d", (int)type);
     if (n_layers <= 0 || kv_dim <= 0 || block_size <= 0 || capacity_tokens <= 0 || block_size > 4096)
         return slm_error(SLM_ERR_ARG, "kv cache: bad geometry (layers %d, kv_dim %d, block %d, capacity %d)", n_layers,
                          kv_dim, block_size, capacity_tokens);
@@ -17,17 +20,20 @@ slm_status slm_kv_create(int n_layers, int kv_dim, int block_size, int capacity_
                          kv_dim);
     slm_kv *kv = calloc(1, sizeof *kv);
     if (!kv) return slm_error(SLM_ERR_NOMEM, "kv cache: out of memory");
+    kv->type = type;
+    kv->elem_size = type == SLM_KV_F16 ? 2 : 4;
     kv->n_layers = n_layers;
     kv->kv_dim = kv_dim;
     kv->block_size = block_size;
     kv->n_blocks = n_blocks;
-    kv->k = malloc(total * sizeof(float));
-    kv->v = malloc(total * sizeof(float));
+    kv->k = malloc(total * kv->elem_size);
+    kv->v = malloc(total * kv->elem_size);
     kv->refs = calloc((size_t)n_blocks, sizeof(int32_t));
     kv->free_list = malloc((size_t)n_blocks * sizeof(int32_t));
     if (!kv->k || !kv->v || !kv->refs || !kv->free_list) {
+        size_t bytes = 2 * total * kv->elem_size;
         slm_kv_free(kv);
-        return slm_error(SLM_ERR_NOMEM, "kv cache: out of memory for %zu bytes", 2 * total * sizeof(float));
+        return slm_error(SLM_ERR_NOMEM, "kv cache: out of memory for %zu bytes", bytes);
     }
     /* Stack ordered so block 0 is handed out first. */
     for (int i = 0; i < n_blocks; i++) kv->free_list[i] = n_blocks - 1 - i;
@@ -83,4 +89,18 @@ void slm_seq_release(slm_kv *kv, slm_seq *seq) {
     slm_seq_truncate(kv, seq, 0);
     free(seq->blocks);
     memset(seq, 0, sizeof *seq);
+}
+
+void slm_kv_store(const slm_kv *kv, const slm_seq *seq, int layer, int pos, const float *k, const float *v) {
+    void *kd = slm_kv_key(kv, seq, layer, pos), *vd = slm_kv_value(kv, seq, layer, pos);
+    if (kv->type == SLM_KV_F32) {
+        memcpy(kd, k, (size_t)kv->kv_dim * sizeof(float));
+        memcpy(vd, v, (size_t)kv->kv_dim * sizeof(float));
+        return;
+    }
+    uint16_t *kh = kd, *vh = vd;
+    for (int i = 0; i < kv->kv_dim; i++) {
+        kh[i] = slm_f32_to_f16(k[i]);
+        vh[i] = slm_f32_to_f16(v[i]);
+    }
 }

@@ -21,8 +21,30 @@ Shapes. A GGUF tensor lists its dims as ne = [ne0, ne1] with ne0 the length of a
 fastest-varying index). A weight with ne = [n_in, n_out] is, as a numpy array, shaped
 (n_out, n_in), and a layer computes y = W @ x (for a batch of rows: Y = X @ W.T).
 
+Engine emulation (options of logits(); both off by default, which is the exact reference):
+  act_quant  Before every product with a block-quantized weight, the f32 input row is replaced
+             by its activation blocks, as the engine's integer dot products see it:
+               weights Q4_0, Q5_0, Q8_0 -> Q8_0 blocks of 32: amax in f32, d = amax / 127,
+                 id = 1 / d (0 when d = 0), q = roundf(x * id) (half away from zero) clamped
+                 to [-127, 127]; the block holds d rounded to f16, so x' = f16(d) * q.
+               weights Q4_1, Q5_1 -> Q8_1: the same d and q, plus s = f16(f16(d) * sum(q))
+                 (from the stored scale; ggml's reference uses the unrounded d there). The
+                 dot is d_w * f16(d) * sum(qw * qx) + m_w * s: the weight min meets the
+                 rounded s, not f16(d) * sum(q). So y = W . x' plus, per block,
+                 m_w * (s - f16(d) * sum(q)).
+               weights Q2_K .. Q6_K -> Q8_K blocks of 256: max = the element of largest
+                 magnitude (first on ties, with its sign), iscale = -127 / max (f32),
+                 q = round-half-even(iscale * x clamped to [-127, 127]), d = 1 / iscale kept
+                 in f32 (all zero when max = 0 or iscale overflows). The K-quant dot is exact
+                 in these terms (its min part uses integer block sums), so y = W . (d * q).
+               float weights (F32, F16, BF16): the input stays f32 (rounded from float64).
+             The quantizer's arithmetic is float32 as in the engine; the products and
+             everything else stay float64.
+  kv_f16     K (after RoPE) and V are rounded to f16 when stored in the cache, as the
+             engine's default f16 KV cache does.
+
 Use:
-  python3 tests/reference/llama_ref.py MODEL --ids 1,2,3 [--out FILE]
+  python3 tests/reference/llama_ref.py MODEL --ids 1,2,3 [--out FILE] [--act-quant] [--kv-f16]
 writes the float32 logits of every position, shape [n_ids, n_vocab], row-major little-endian
 (to FILE, or prints the argmax and top logits of the last position without --out).
   python3 tests/reference/llama_ref.py MODEL --text "The capital of France is" -n 8
@@ -115,10 +137,12 @@ class Config:
 class Model:
     """Config, float64 weights, and the tokenizer metadata of one GGUF file."""
 
-    def __init__(self, config, weights, meta):
+    def __init__(self, config, weights, meta, types=None, mins=None):
         self.config = config
         self.w = weights  # name -> float64 array, numpy shape (ne1, ne0)
         self.meta = meta
+        self.types = types or {}  # name -> GGMLQuantizationType of the stored tensor
+        self.mins = mins or {}  # name of a Q4_1/Q5_1 tensor -> float64 [ne1, ne0 / 32] block mins
         self.n_vocab = self.w["token_embd.weight"].shape[0]
 
 
@@ -136,14 +160,36 @@ def load(path):
     config = Config(meta, arch)
 
     weights = {}
+    types = {}
+    mins = {}
     for t in reader.tensors:
         ne = [int(x) for x in t.shape]  # gguf order, ne0 first
         arr = dequantize(t.data, t.tensor_type)
         arr = np.asarray(arr, dtype=np.float64).reshape(list(reversed(ne)))
         weights[t.name] = arr
+        types[t.name] = gguf.GGMLQuantizationType(int(t.tensor_type))
+        if types[t.name] in _MIN_BLOCK_BYTES:
+            mins[t.name] = _block_mins(t.data, _MIN_BLOCK_BYTES[types[t.name]], ne)
     if "output.weight" not in weights:
         weights["output.weight"] = weights["token_embd.weight"]  # tied embeddings
-    return Model(config, weights, meta)
+        types["output.weight"] = types["token_embd.weight"]
+        if "token_embd.weight" in mins:
+            mins["output.weight"] = mins["token_embd.weight"]
+    return Model(config, weights, meta, types, mins)
+
+
+# Q4_1 and Q5_1 blocks of 32 start with f16 d, f16 m; bytes per block:
+_MIN_BLOCK_BYTES = {
+    gguf.GGMLQuantizationType.Q4_1: 20,
+    gguf.GGMLQuantizationType.Q5_1: 24,
+}
+
+
+def _block_mins(data, block_bytes, ne):
+    """The f16 min m of every block of a Q4_1/Q5_1 tensor, float64 [rows, ne0 / 32]."""
+    raw = np.ascontiguousarray(np.asarray(data, dtype=np.uint8)).reshape(-1, block_bytes)
+    m = raw[:, 2:4].copy().view("<f2").astype(np.float64)
+    return m.reshape(-1, ne[0] // 32)
 
 
 # ----------------------------------------------------------------------------------------
@@ -158,6 +204,97 @@ def linear(x, w, b=None):
     y = x @ w.T  # w is (out, in)
     if b is not None:
         y = y + b
+    return y
+
+
+# ----------------------------------------------------------------------------------------
+# the engine's activation formats (see "Engine emulation" above)
+
+_Q = gguf.GGMLQuantizationType
+ACT_Q8_0 = "q8_0"
+ACT_Q8_1 = "q8_1"
+ACT_Q8_K = "q8_k"
+ACT_F32 = "f32"
+_ACT_TYPE = {
+    _Q.Q4_0: ACT_Q8_0, _Q.Q5_0: ACT_Q8_0, _Q.Q8_0: ACT_Q8_0,
+    _Q.Q4_1: ACT_Q8_1, _Q.Q5_1: ACT_Q8_1,
+    _Q.Q2_K: ACT_Q8_K, _Q.Q3_K: ACT_Q8_K, _Q.Q4_K: ACT_Q8_K, _Q.Q5_K: ACT_Q8_K,
+    _Q.Q6_K: ACT_Q8_K,
+    _Q.F32: ACT_F32, _Q.F16: ACT_F32, _Q.BF16: ACT_F32,
+}
+
+
+def act_type(wtype):
+    """Activation format the engine pairs with weights of dtype wtype."""
+    if wtype not in _ACT_TYPE:
+        raise ValueError(f"no engine kernel for weights of type {wtype.name}")
+    return _ACT_TYPE[wtype]
+
+
+def _roundf(v):
+    """C roundf (half away from zero) of float32 values, exactly: |v| + 0.5 is exact in
+    float64 for every float32 |v| < 2^52, which the float32 products x * (1 / d) never exceed."""
+    a = np.abs(v.astype(np.float64))
+    return np.copysign(np.floor(a + 0.5), v)
+
+
+def quant_q8_0(x):
+    """Q8_0 (and Q8_1) blocks of the rows of x [T, n] (n a multiple of 32).
+    Returns (q float64 [T, n/32, 32], the stored f16 d as float64 [T, n/32])."""
+    T, n = x.shape
+    if n % 32 != 0:
+        raise ValueError(f"row length {n} is not a multiple of 32")
+    xb = x.astype(np.float32).reshape(T, n // 32, 32)
+    amax = np.abs(xb).max(axis=2)
+    d = amax / np.float32(127.0)
+    with np.errstate(divide="ignore"):
+        inv = np.where(d != 0, np.float32(1.0) / d, np.float32(0.0)).astype(np.float32)
+    q = np.clip(_roundf(xb * inv[:, :, None]), -127.0, 127.0)
+    d16 = d.astype(np.float16).astype(np.float64)
+    return q, d16
+
+
+def quant_q8_k(x):
+    """Q8_K blocks of the rows of x [T, n] (n a multiple of 256).
+    Returns (q float64 [T, n/256, 256], d float64 [T, n/256])."""
+    T, n = x.shape
+    if n % 256 != 0:
+        raise ValueError(f"row length {n} is not a multiple of 256")
+    xb = x.astype(np.float32).reshape(T, n // 256, 256)
+    first = np.argmax(np.abs(xb), axis=2)  # first element of largest magnitude
+    mx = np.take_along_axis(xb, first[:, :, None], axis=2)[:, :, 0]
+    with np.errstate(divide="ignore", over="ignore"):
+        iscale = (np.float32(-127.0) / np.where(mx == 0, np.float32(1.0), mx)).astype(np.float32)
+        zero = (mx == 0) | np.isinf(iscale)
+        iscale = np.where(zero, np.float32(0.0), iscale).astype(np.float32)
+        d = np.where(zero, np.float32(0.0),
+                     np.float32(1.0) / np.where(zero, np.float32(1.0), iscale)).astype(np.float32)
+    prod = np.clip(xb * iscale[:, :, None], np.float32(-127.0), np.float32(127.0))  # float32
+    q = np.rint(prod).astype(np.float64)  # rint: halves to even
+    return q, d.astype(np.float64)
+
+
+def qlinear(model, x, name, bias=None, act_quant=False):
+    """y = W x (+ b) for the weight `name`, with the engine's activation format when
+    act_quant is set."""
+    w = model.w[name]
+    b = model.w.get(bias) if bias is not None else None
+    if not act_quant:
+        return linear(x, w, b)
+    kind = act_type(model.types[name])
+    if kind == ACT_F32:
+        return linear(x.astype(np.float32).astype(np.float64), w, b)
+    T, n = x.shape
+    if kind == ACT_Q8_K:
+        q, d = quant_q8_k(x)
+        return linear((q * d[:, :, None]).reshape(T, n), w, b)
+    q, d16 = quant_q8_0(x)
+    y = linear((q * d16[:, :, None]).reshape(T, n), w, b)
+    if kind == ACT_Q8_1:
+        # the engine's min term uses s = f16(f16(d) * sum(q)); the f32 product is exact
+        sq = q.sum(axis=2)  # exact small integers
+        s16 = (d16 * sq).astype(np.float16).astype(np.float64)
+        y = y + (s16 - d16 * sq) @ model.mins[name].T
     return y
 
 
@@ -214,8 +351,13 @@ def silu(x):
     return x / (1.0 + np.exp(-x))
 
 
-def logits(model, ids):
-    """Logits of every position for the token ids, float64 [len(ids), n_vocab]."""
+def _f16(a):
+    return a.astype(np.float16).astype(np.float64)
+
+
+def logits(model, ids, act_quant=False, kv_f16=False):
+    """Logits of every position for the token ids, float64 [len(ids), n_vocab].
+    act_quant and kv_f16 emulate the engine's quantized activations and f16 KV cache."""
     cfg = model.config
     w = model.w
     ids = np.asarray(ids, dtype=np.int64)
@@ -230,32 +372,35 @@ def logits(model, ids):
     for il in range(cfg.n_layer):
         p = f"blk.{il}."
         h = rms_norm(x, w[p + "attn_norm.weight"], cfg.eps)
-        q = linear(h, w[p + "attn_q.weight"], w.get(p + "attn_q.bias"))
-        k = linear(h, w[p + "attn_k.weight"], w.get(p + "attn_k.bias"))
-        v = linear(h, w[p + "attn_v.weight"], w.get(p + "attn_v.bias"))
+        q = qlinear(model, h, p + "attn_q.weight", p + "attn_q.bias", act_quant)
+        k = qlinear(model, h, p + "attn_k.weight", p + "attn_k.bias", act_quant)
+        v = qlinear(model, h, p + "attn_v.weight", p + "attn_v.bias", act_quant)
         q = q.reshape(T, cfg.n_head, cfg.head_dim)
         k = k.reshape(T, cfg.n_head_kv, cfg.head_dim)
         v = v.reshape(T, cfg.n_head_kv, cfg.head_dim_v)
         q = rope(q, cos, sin, cfg.n_rot, cfg.rope_neox)
         k = rope(k, cos, sin, cfg.n_rot, cfg.rope_neox)
+        if kv_f16:
+            k = _f16(k)
+            v = _f16(v)
         a = attention(q, k, v, cfg.n_head, cfg.n_head_kv)
-        x = x + linear(a, w[p + "attn_output.weight"], w.get(p + "attn_output.bias"))
+        x = x + qlinear(model, a, p + "attn_output.weight", p + "attn_output.bias", act_quant)
 
         h = rms_norm(x, w[p + "ffn_norm.weight"], cfg.eps)
-        g = linear(h, w[p + "ffn_gate.weight"])
-        u = linear(h, w[p + "ffn_up.weight"])
-        x = x + linear(silu(g) * u, w[p + "ffn_down.weight"])
+        g = qlinear(model, h, p + "ffn_gate.weight", None, act_quant)
+        u = qlinear(model, h, p + "ffn_up.weight", None, act_quant)
+        x = x + qlinear(model, silu(g) * u, p + "ffn_down.weight", None, act_quant)
 
     x = rms_norm(x, w["output_norm.weight"], cfg.eps)
-    return linear(x, w["output.weight"], w.get("output.bias"))
+    return qlinear(model, x, "output.weight", "output.bias", act_quant)
 
 
-def greedy(model, ids, n):
+def greedy(model, ids, n, act_quant=False, kv_f16=False):
     """Greedy continuation of n tokens (recomputes the whole sequence per token)."""
     seq = list(ids)
     out = []
     for _ in range(n):
-        nxt = int(np.argmax(logits(model, seq)[-1]))
+        nxt = int(np.argmax(logits(model, seq, act_quant, kv_f16)[-1]))
         out.append(nxt)
         seq.append(nxt)
     return out
@@ -341,6 +486,9 @@ def main(argv=None):
     ap.add_argument("--text", help="prompt text (byte-level BPE models only)")
     ap.add_argument("--out", help="write float32 logits [n_ids, n_vocab] here")
     ap.add_argument("-n", type=int, default=0, help="greedy tokens to generate and print")
+    ap.add_argument("--act-quant", action="store_true",
+                    help="emulate the engine's quantized activations (Q8_0/Q8_1/Q8_K)")
+    ap.add_argument("--kv-f16", action="store_true", help="emulate an f16 KV cache")
     args = ap.parse_args(argv)
 
     model = load(args.model)
@@ -350,7 +498,7 @@ def main(argv=None):
         ids = ByteBPE(model.meta).encode(args.text)
     else:
         ap.error("give --ids or --text")
-    lg = logits(model, ids)
+    lg = logits(model, ids, args.act_quant, args.kv_f16)
     if args.out:
         lg.astype("<f4").tofile(args.out)
     else:
@@ -359,7 +507,7 @@ def main(argv=None):
         print("ids:", ",".join(str(i) for i in ids))
         print("top-5 of last position:", ", ".join(f"{int(t)}:{last[t]:.4f}" for t in top))
     if args.n > 0:
-        gen = greedy(model, ids, args.n)
+        gen = greedy(model, ids, args.n, args.act_quant, args.kv_f16)
         print("generated ids:", " ".join(str(i) for i in gen))
         if model.meta.get("tokenizer.ggml.model") == "gpt2":
             bpe = ByteBPE(model.meta)

@@ -1,0 +1,158 @@
+/* bench.c - pp / tg timing runs and the weight traffic of a model. */
+#include "bench.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void slm_bench_test_name(slm_bench_kind kind, int n_tokens, char *buf, int cap) {
+    snprintf(buf, (size_t)cap, "%s%d", kind == SLM_BENCH_PP ? "pp" : "tg", n_tokens);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+void slm_bench_summarize(const double *v, int n, slm_bench_stats *st) {
+    memset(st, 0, sizeof *st);
+    if (n <= 0) return;
+    double *s = malloc((size_t)n * sizeof *s);
+    double sum = 0, mn = v[0], mx = v[0];
+    for (int i = 0; i < n; i++) {
+        sum += v[i];
+        if (v[i] < mn) mn = v[i];
+        if (v[i] > mx) mx = v[i];
+    }
+    st->n = n;
+    st->min = mn;
+    st->max = mx;
+    st->mean = sum / n;
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (v[i] - st->mean) * (v[i] - st->mean);
+    st->stddev = n > 1 ? sqrt(ss / (n - 1)) : 0.0;
+    if (s) {
+        memcpy(s, v, (size_t)n * sizeof *s);
+        qsort(s, (size_t)n, sizeof *s, cmp_double);
+        st->median = n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+        free(s);
+    } else {
+        st->median = st->mean; /* no memory for a sorted copy: the mean stands in */
+    }
+}
+
+/* One timed run from an empty context; returns the elapsed seconds in *dt. */
+static slm_status run_once(slm_ctx *ctx, const slm_bench_params *p, const int32_t *ids, float *logits, double *dt) {
+    slm_ctx_truncate(ctx, 0);
+    slm_status s = SLM_OK;
+    double t0 = now_s();
+    if (p->kind == SLM_BENCH_PP) {
+        s = slm_ctx_eval(ctx, ids, p->n_tokens, 1, logits);
+    } else {
+        for (int i = 0; i < p->n_tokens && !s; i++) s = slm_ctx_eval(ctx, &ids[i], 1, 1, logits);
+    }
+    *dt = now_s() - t0;
+    slm_ctx_truncate(ctx, 0);
+    return s;
+}
+
+slm_status slm_bench_run(slm_ctx *ctx, const slm_bench_params *p, double *samples, slm_bench_stats *st) {
+    memset(st, 0, sizeof *st);
+    const int vocab = ctx->model->cfg.vocab_size;
+    if (p->kind != SLM_BENCH_PP && p->kind != SLM_BENCH_TG) return slm_error(SLM_ERR_ARG, "bench: unknown test kind");
+    if (p->n_tokens < 1 || p->n_tokens > ctx->p.n_ctx)
+        return slm_error(SLM_ERR_ARG, "bench: %d tokens do not fit the context of %d", p->n_tokens, ctx->p.n_ctx);
+    if (p->reps < 1 || p->warmup < 0) return slm_error(SLM_ERR_ARG, "bench: need at least one timed run");
+    if (vocab < 1) return slm_error(SLM_ERR_ARG, "bench: model has no vocabulary");
+
+    int32_t *ids = malloc((size_t)p->n_tokens * sizeof *ids);
+    float *logits = malloc((size_t)vocab * sizeof *logits);
+    double *tps = malloc((size_t)p->reps * sizeof *tps);
+    if (!ids || !logits || !tps) {
+        free(ids);
+        free(logits);
+        free(tps);
+        return slm_error(SLM_ERR_NOMEM, "bench: out of memory");
+    }
+    /* pp and tg draw different sequences from the same seed */
+    uint64_t rng = p->seed ^ (p->kind == SLM_BENCH_PP ? 0x7070u : 0x7467u);
+    for (int i = 0; i < p->n_tokens; i++) ids[i] = (int32_t)(splitmix64(&rng) % (uint64_t)vocab);
+
+    char name[32];
+    slm_bench_test_name(p->kind, p->n_tokens, name, sizeof name);
+    const char *label = p->label ? p->label : name;
+    slm_status s = SLM_OK;
+    for (int r = 0; r < p->warmup + p->reps && !s; r++) {
+        double dt;
+        if ((s = run_once(ctx, p, ids, logits, &dt))) break;
+        double v = dt > 0 ? p->n_tokens / dt : 0.0;
+        int timed = r - p->warmup;
+        if (timed >= 0) tps[timed] = v;
+        if (p->progress) {
+            if (timed < 0)
+                fprintf(stderr, "bench: %s: warm-up %d/%d: %.2f t/s (not counted)\n", label, r + 1, p->warmup, v);
+            else
+                fprintf(stderr, "bench: %s: run %d/%d: %.2f t/s\n", label, timed + 1, p->reps, v);
+        }
+    }
+    if (!s) {
+        slm_bench_summarize(tps, p->reps, st);
+        if (samples) memcpy(samples, tps, (size_t)p->reps * sizeof *tps);
+    } else {
+        s = slm_error_prefix(s, "bench %s", label);
+    }
+    free(ids);
+    free(logits);
+    free(tps);
+    return s;
+}
+
+static uint64_t mat_bytes(const slm_mat *w) {
+    return w->data ? (uint64_t)w->rows * (uint64_t)w->row_bytes : 0;
+}
+
+static void add_mat(slm_bench_model *o, const slm_mat *w) {
+    if (!w->data) return;
+    o->n_matrices++;
+    int k = 0;
+    while (k < o->n_types && o->types[k].type != w->type) k++;
+    if (k == o->n_types) {
+        if (k == SLM_BENCH_MAX_TYPES) return; /* more dtypes than the table holds: count only */
+        o->types[k].type = w->type;
+        o->n_types++;
+    }
+    o->types[k].count++;
+    o->types[k].bytes += mat_bytes(w);
+}
+
+void slm_bench_model_info(const slm_model *m, slm_bench_model *o) {
+    memset(o, 0, sizeof *o);
+    slm_model_size(m, &o->n_params, &o->n_bytes);
+    o->bpw = o->n_params ? 8.0 * (double)o->n_bytes / (double)o->n_params : 0.0;
+    add_mat(o, &m->tok_embd);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const slm_layer *L = &m->layers[l];
+        const slm_mat *ms[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof ms / sizeof *ms; i++) {
+            add_mat(o, ms[i]);
+            o->decode_bytes += mat_bytes(ms[i]);
+        }
+    }
+    if (!m->tied_output) add_mat(o, &m->output);
+    o->decode_bytes += mat_bytes(&m->output);
+}

@@ -1,0 +1,69 @@
+/* bench.h - inference speed: prompt processing (pp) and token generation (tg), the way
+ * llama-bench defines pp512 and tg128.
+ *
+ *   pp<N>: from an empty context, evaluate N prompt tokens in one slm_ctx_eval call (logits
+ *          of the last position only); tokens/s = N / elapsed.
+ *   tg<N>: from an empty context, evaluate N tokens one at a time (one call per token, logits
+ *          of that token each time, a fixed token sequence so no sampling cost);
+ *          tokens/s = N / elapsed.
+ *
+ * Token ids are pseudo-random in [0, vocab) from a seed, so runs are repeatable. Each test
+ * runs `warmup` untimed runs, then `reps` timed ones; the statistics are over the reps. */
+#ifndef SLM_BENCH_H
+#define SLM_BENCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../model/forward.h"
+
+typedef enum { SLM_BENCH_PP = 0, SLM_BENCH_TG = 1 } slm_bench_kind;
+
+typedef struct {
+    slm_bench_kind kind;
+    int n_tokens;   /* tokens per run, 1 <= n_tokens <= the context's n_ctx */
+    int reps;       /* timed runs (>= 1) */
+    int warmup;     /* untimed runs first (>= 0) */
+    uint64_t seed;  /* token ids */
+    bool progress;  /* one line per run to stderr */
+    const char *label; /* for progress lines ("pp512, 2 threads"); NULL: the test name */
+} slm_bench_params;
+
+typedef struct {
+    int n;                /* timed runs */
+    double median, min, max, mean, stddev; /* tokens per second; stddev over runs (n - 1) */
+} slm_bench_stats;
+
+/* Run one test on ctx (its sequence is cleared before and after each run). samples, if not
+ * NULL, receives reps tokens/s values in run order. */
+slm_status slm_bench_run(slm_ctx *ctx, const slm_bench_params *p, double *samples, slm_bench_stats *st);
+
+/* Median, min, max, mean and sample standard deviation of n > 0 values. */
+void slm_bench_summarize(const double *v, int n, slm_bench_stats *st);
+
+/* Test name: "pp512", "tg128". */
+void slm_bench_test_name(slm_bench_kind kind, int n_tokens, char *buf, int cap);
+
+#define SLM_BENCH_MAX_TYPES 16
+
+/* What a model costs to run. */
+typedef struct {
+    uint64_t n_params, n_bytes; /* all tensors of the file (slm_model_size) */
+    double bpw;                 /* 8 * n_bytes / n_params */
+    /* Weight bytes read per generated token: every matrix of every layer plus the output
+     * head. The embedding table is read one row per token and is not counted, except when it
+     * is also the (tied) output head, then it counts once. Norm vectors are left out (they are
+     * a few KiB). */
+    uint64_t decode_bytes;
+    int n_matrices;
+    int n_types;                /* distinct matrix dtypes, in order of first appearance */
+    struct {
+        uint32_t type;
+        int count;              /* matrices of this dtype (the tied output head not again) */
+        uint64_t bytes;
+    } types[SLM_BENCH_MAX_TYPES];
+} slm_bench_model;
+
+void slm_bench_model_info(const slm_model *m, slm_bench_model *out);
+
+#endif

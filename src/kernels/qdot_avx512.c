@@ -1,0 +1,421 @@
+/* qdot_avx512.c - AVX-512 (F, BW, VL, DQ) + VNNI kernels for the 32-element block formats,
+ * float weights and the activation quantizers. Scalar twins: qdot_scalar.c (same results up
+ * to float summation order; the quantizers give the same bytes).
+ *
+ * Integer dots use dpbusd (u8 x s8, four products summed into each int32 lane, no
+ * intermediate saturation). A 64-byte register holds two blocks: lanes 0..7 sum block b,
+ * lanes 8..15 block b+1, and a register of the two blocks' float scales is applied once.
+ * dpbusd needs unsigned weights, so the signed formats are dotted with a bias added:
+ *   sum((q + B) * x) - sum(B * x)   with q + B >= 0 (B = 8 for Q4_0, 16 for Q5_0, 128 for Q8_0),
+ * which is exact in int32. For Q4_0 and Q5_0 the stored quants are already q + B.
+ * An odd last block is dotted as a pair with itself, its second half given scale 0.
+ *
+ * The gemm for Q4_1 and Q8_0 computes tiles of 4 weight rows x 4 activation rows, so each
+ * unpacked weight pair serves 4 activation rows and each activation pair 4 weight rows; the f16
+ * scales are converted to float once per chunk of rows and blocks. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "qdot_impl.h"
+
+enum {
+    QK = 32,
+    Q4_0_BYTES = 18, /* f16 d, u8 qs[16] */
+    Q4_1_BYTES = 20, /* f16 d, f16 m, u8 qs[16] */
+    Q5_0_BYTES = 22, /* f16 d, u8 qh[4], u8 qs[16] */
+    Q5_1_BYTES = 24, /* f16 d, f16 m, u8 qh[4], u8 qs[16] */
+    Q8_0_BYTES = 34, /* f16 d, i8 qs[32] */
+    Q8_1_BYTES = 36, /* f16 d, f16 s, i8 qs[32] */
+};
+
+static inline float load_f16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, sizeof h);
+    return _cvtsh_ss(h);
+}
+
+static inline uint16_t f32_to_f16(float f) { return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
+
+static inline uint32_t load_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* ---- activation quantizers -------------------------------------------------------------- */
+
+/* round(v) with halves away from zero (as roundf), NaN -> 0, clamped to [-127, 127], as int32.
+ * v - trunc(v) is exact, so the half test is exact. */
+static inline __m512i round_q8(__m512 v) {
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m512 frac = _mm512_abs_ps(_mm512_sub_ps(v, t));
+    const __mmask16 half = _mm512_cmp_ps_mask(frac, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    const __m512i one = _mm512_castps_si512(_mm512_set1_ps(1.0f));
+    const __m512 step = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(v), sign), one));
+    __m512 r = _mm512_mask_add_ps(t, half, t, step);
+    r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), r);
+    r = _mm512_min_ps(_mm512_max_ps(r, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f));
+    return _mm512_cvttps_epi32(r);
+}
+
+/* One block: scale to *d_out (f16), 32 quants to q; returns the quant sum. */
+static inline int quant_block_8bit(const float *x, uint8_t *d_out, int8_t *q) {
+    const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+    /* max(|v|, acc) keeps acc in NaN lanes */
+    const __m512 amax = _mm512_max_ps(_mm512_abs_ps(v1), _mm512_max_ps(_mm512_abs_ps(v0), _mm512_setzero_ps()));
+    const float d = _mm512_reduce_max_ps(amax) / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const uint16_t dh = f32_to_f16(d);
+    memcpy(d_out, &dh, sizeof dh);
+    const __m512 vid = _mm512_set1_ps(id);
+    const __m512i i0 = round_q8(_mm512_mul_ps(v0, vid));
+    const __m512i i1 = round_q8(_mm512_mul_ps(v1, vid));
+    _mm_storeu_si128((__m128i *)q, _mm512_cvtsepi32_epi8(i0));
+    _mm_storeu_si128((__m128i *)(q + 16), _mm512_cvtsepi32_epi8(i1));
+    return _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+}
+
+static void quant_q8_0(const float *x, void *y, int64_t n) {
+    uint8_t *p = y;
+    for (int64_t i = 0; i + QK <= n; i += QK, p += Q8_0_BYTES) quant_block_8bit(x + i, p, (int8_t *)(p + 2));
+}
+
+static void quant_q8_1(const float *x, void *y, int64_t n) {
+    uint8_t *p = y;
+    for (int64_t i = 0; i + QK <= n; i += QK, p += Q8_1_BYTES) {
+        const int sum = quant_block_8bit(x + i, p, (int8_t *)(p + 4));
+        const uint16_t sh = f32_to_f16(load_f16(p) * (float)sum);
+        memcpy(p + 2, &sh, sizeof sh);
+    }
+}
+
+/* ---- two blocks per register ------------------------------------------------------------ */
+
+/* Quants of two 4-bit blocks (16 bytes each) -> 64 bytes 0..15 in element order. */
+static inline __m512i nibbles2(const uint8_t *qs0, const uint8_t *qs1) {
+    const __m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)qs0)),
+                                              _mm_loadu_si128((const __m128i *)qs1), 1);
+    /* 128-bit lanes qs0, qs0, qs1, qs1; the second copy of each shifted to its high nibbles */
+    const __m512i d = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3), _mm512_castsi256_si512(b));
+    const __m512i s = _mm512_srlv_epi64(d, _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4));
+    return _mm512_and_si512(s, _mm512_set1_epi8(0x0f));
+}
+
+/* Bit 4 of the quants of two 5-bit blocks (qh fields at h0, h1): 0x10 where set. */
+static inline __m512i high_bits2(const uint8_t *h0, const uint8_t *h1) {
+    const __mmask64 k = (__mmask64)load_u32(h0) | ((__mmask64)load_u32(h1) << 32);
+    return _mm512_maskz_mov_epi8(k, _mm512_set1_epi8(0x10));
+}
+
+/* 32 bytes at p0 then 32 at p1. */
+static inline __m512i load_pair(const uint8_t *p0, const uint8_t *p1) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)p0)),
+                              _mm256_loadu_si256((const __m256i *)p1), 1);
+}
+
+/* a in lanes 0..7, b in lanes 8..15 */
+static inline __m512 pair_ps(float a, float b) {
+    return _mm512_mask_broadcastss_ps(_mm512_set1_ps(a), 0xff00, _mm_set_ss(b));
+}
+
+static inline __m512 dot_u8s8(__m512i wu, __m512i xs) {
+    return _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wu, xs));
+}
+
+/* sum((q + bias) * x) - sum(bias * x) per lane, as float */
+static inline __m512 dot_biased(__m512i wu, __m512i xs, __m512i bias) {
+    const __m512i neg = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, xs));
+    return _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(neg, wu, xs));
+}
+
+/* ---- vec_dot, block quants --------------------------------------------------------------
+ * Each loop takes two blocks; when one is left, b1 is the same block and its scale is 0. */
+
+static float vec_dot_q4_0(const void *w, const void *x, int64_t n) {
+    const uint8_t *pw = w, *px = x;
+    const int64_t nb = n / QK;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b += 2, pw += 2 * Q4_0_BYTES, px += 2 * Q8_0_BYTES) {
+        const bool two = b + 1 < nb;
+        const uint8_t *pw1 = two ? pw + Q4_0_BYTES : pw, *px1 = two ? px + Q8_0_BYTES : px;
+        const __m512 s = dot_biased(nibbles2(pw + 2, pw1 + 2), load_pair(px + 2, px1 + 2), _mm512_set1_epi8(8));
+        const __m512 scale = pair_ps(load_f16(pw) * load_f16(px), two ? load_f16(pw1) * load_f16(px1) : 0.0f);
+        acc = _mm512_fmadd_ps(scale, s, acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+static float vec_dot_q4_1(const void *w, const void *x, int64_t n) {
+    const uint8_t *pw = w, *px = x;
+    const int64_t nb = n / QK;
+    __m512 acc = _mm512_setzero_ps();
+    float mins = 0.0f;
+    for (int64_t b = 0; b < nb; b += 2, pw += 2 * Q4_1_BYTES, px += 2 * Q8_1_BYTES) {
+        const bool two = b + 1 < nb;
+        const uint8_t *pw1 = two ? pw + Q4_1_BYTES : pw, *px1 = two ? px + Q8_1_BYTES : px;
+        const __m512 s = dot_u8s8(nibbles2(pw + 4, pw1 + 4), load_pair(px + 4, px1 + 4));
+        const __m512 scale = pair_ps(load_f16(pw) * load_f16(px), two ? load_f16(pw1) * load_f16(px1) : 0.0f);
+        acc = _mm512_fmadd_ps(scale, s, acc);
+        mins += load_f16(pw + 2) * load_f16(px + 2);
+        if (two) mins += load_f16(pw1 + 2) * load_f16(px1 + 2);
+    }
+    return _mm512_reduce_add_ps(acc) + mins;
+}
+
+static float vec_dot_q5_0(const void *w, const void *x, int64_t n) {
+    const uint8_t *pw = w, *px = x;
+    const int64_t nb = n / QK;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b += 2, pw += 2 * Q5_0_BYTES, px += 2 * Q8_0_BYTES) {
+        const bool two = b + 1 < nb;
+        const uint8_t *pw1 = two ? pw + Q5_0_BYTES : pw, *px1 = two ? px + Q8_0_BYTES : px;
+        const __m512i q = _mm512_or_si512(nibbles2(pw + 6, pw1 + 6), high_bits2(pw + 2, pw1 + 2));
+        const __m512 s = dot_biased(q, load_pair(px + 2, px1 + 2), _mm512_set1_epi8(16));
+        const __m512 scale = pair_ps(load_f16(pw) * load_f16(px), two ? load_f16(pw1) * load_f16(px1) : 0.0f);
+        acc = _mm512_fmadd_ps(scale, s, acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+static float vec_dot_q5_1(const void *w, const void *x, int64_t n) {
+    const uint8_t *pw = w, *px = x;
+    const int64_t nb = n / QK;
+    __m512 acc = _mm512_setzero_ps();
+    float mins = 0.0f;
+    for (int64_t b = 0; b < nb; b += 2, pw += 2 * Q5_1_BYTES, px += 2 * Q8_1_BYTES) {
+        const bool two = b + 1 < nb;
+        const uint8_t *pw1 = two ? pw + Q5_1_BYTES : pw, *px1 = two ? px + Q8_1_BYTES : px;
+        const __m512i q = _mm512_or_si512(nibbles2(pw + 8, pw1 + 8), high_bits2(pw + 4, pw1 + 4));
+        const __m512 s = dot_u8s8(q, load_pair(px + 4, px1 + 4));
+        const __m512 scale = pair_ps(load_f16(pw) * load_f16(px), two ? load_f16(pw1) * load_f16(px1) : 0.0f);
+        acc = _mm512_fmadd_ps(scale, s, acc);
+        mins += load_f16(pw + 2) * load_f16(px + 2);
+        if (two) mins += load_f16(pw1 + 2) * load_f16(px1 + 2);
+    }
+    return _mm512_reduce_add_ps(acc) + mins;
+}
+
+static float vec_dot_q8_0(const void *w, const void *x, int64_t n) {
+    const uint8_t *pw = w, *px = x;
+    const int64_t nb = n / QK;
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b += 2, pw += 2 * Q8_0_BYTES, px += 2 * Q8_0_BYTES) {
+        const bool two = b + 1 < nb;
+        const uint8_t *pw1 = two ? pw + Q8_0_BYTES : pw, *px1 = two ? px + Q8_0_BYTES : px;
+        const __m512i q = _mm512_xor_si512(load_pair(pw + 2, pw1 + 2), bias); /* q + 128 */
+        const __m512 s = dot_biased(q, load_pair(px + 2, px1 + 2), bias);
+        const __m512 scale = pair_ps(load_f16(pw) * load_f16(px), two ? load_f16(pw1) * load_f16(px1) : 0.0f);
+        acc = _mm512_fmadd_ps(scale, s, acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+/* ---- vec_dot, float weights ------------------------------------------------------------- */
+
+static inline __m512 load16_f32(const uint8_t *p, __mmask16 k) {
+    return _mm512_maskz_loadu_ps(k, (const float *)(const void *)p);
+}
+static inline __m512 load16_f16(const uint8_t *p, __mmask16 k) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, p));
+}
+static inline __m512 load16_bf16(const uint8_t *p, __mmask16 k) {
+    const __m512i u = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
+}
+
+/* Four independent accumulators of 16 lanes; the tail is a masked load. */
+#define FLOAT_DOT_BODY(load16, esize)                                                                \
+    const uint8_t *pw = w;                                                                          \
+    const float *fx = x;                                                                            \
+    const __mmask16 all = 0xffff;                                                                   \
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                     \
+    int64_t i = 0;                                                                                  \
+    for (; i + 64 <= n; i += 64) {                                                                  \
+        a0 = _mm512_fmadd_ps(load16(pw + (i + 0) * (esize), all), _mm512_loadu_ps(fx + i + 0), a0); \
+        a1 = _mm512_fmadd_ps(load16(pw + (i + 16) * (esize), all), _mm512_loadu_ps(fx + i + 16), a1); \
+        a2 = _mm512_fmadd_ps(load16(pw + (i + 32) * (esize), all), _mm512_loadu_ps(fx + i + 32), a2); \
+        a3 = _mm512_fmadd_ps(load16(pw + (i + 48) * (esize), all), _mm512_loadu_ps(fx + i + 48), a3); \
+    }                                                                                               \
+    for (; i < n; i += 16) {                                                                        \
+        const __mmask16 k = n - i >= 16 ? all : (__mmask16)((1u << (n - i)) - 1u);                 \
+        a0 = _mm512_fmadd_ps(load16(pw + i * (esize), k), _mm512_maskz_loadu_ps(k, fx + i), a0);   \
+    }                                                                                               \
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+
+static float vec_dot_f32(const void *w, const void *x, int64_t n) { FLOAT_DOT_BODY(load16_f32, 4) }
+static float vec_dot_f16(const void *w, const void *x, int64_t n) { FLOAT_DOT_BODY(load16_f16, 2) }
+static float vec_dot_bf16(const void *w, const void *x, int64_t n) { FLOAT_DOT_BODY(load16_bf16, 2) }
+
+/* ---- gemm for Q4_1 and Q8_0 ------------------------------------------------------------- */
+
+/* The tile loops over weight and activation rows have constant bounds after inlining; they are
+ * unrolled so the accumulators stay in registers. */
+#define UNROLL _Pragma("GCC unroll 4")
+
+enum {
+    KB = 64, /* blocks per chunk whose scales are converted at once (even) */
+    CB = 64, /* activation rows per chunk */
+    RT = 4,  /* weight rows per tile */
+    CT = 4,  /* activation rows per tile */
+};
+
+/* Float scales of one chunk: d (and m or s for the offset formats) per row and block. Entry
+ * kn of wd/xd is 0, the scale of the missing partner of an odd last block. */
+typedef struct {
+    float xd[CB][KB + 1], xs[CB][KB]; /* activation rows: d, s (Q8_1 only) */
+    float wd[RT][KB + 1], wm[RT][KB]; /* weight rows: d, m (Q4_1 only) */
+} gemm_scales;
+
+/* Sums over kn blocks for a tile of rn weight rows x cn activation rows (rn <= RT, cn <= CT,
+ * constants after inlining). w[r], x[c]: first block of the chunk; wr, xc: index of the row
+ * in the scale arrays. q4_1: Q4_1 weights with Q8_1 activations (adds m_w * s_x per block),
+ * else Q8_0 with Q8_0. */
+static inline __attribute__((always_inline)) void tile(const int rn, const int cn, const bool q4_1, int kn,
+                                                       const uint8_t *const *w, const uint8_t *const *x,
+                                                       const gemm_scales *sc, int wr, int xc, float out[RT][CT]) {
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    __m512 acc[RT][CT];
+    UNROLL
+    for (int r = 0; r < rn; r++)
+        UNROLL
+        for (int c = 0; c < cn; c++) acc[r][c] = _mm512_setzero_ps();
+    const size_t wb = q4_1 ? Q4_1_BYTES : Q8_0_BYTES;
+    const size_t xb = q4_1 ? Q8_1_BYTES : Q8_0_BYTES;
+    const size_t xq = q4_1 ? 4 : 2; /* offset of the quants in an activation block */
+    for (int b = 0; b < kn; b += 2) {
+        const int b1 = b + 1 < kn ? b + 1 : b;
+        __m512i wq[RT];
+        __m512 wd[RT];
+        UNROLL
+        for (int r = 0; r < rn; r++) {
+            const uint8_t *p0 = w[r] + (size_t)b * wb, *p1 = w[r] + (size_t)b1 * wb;
+            wq[r] = q4_1 ? nibbles2(p0 + 4, p1 + 4) : _mm512_xor_si512(load_pair(p0 + 2, p1 + 2), bias);
+            wd[r] = pair_ps(sc->wd[wr + r][b], sc->wd[wr + r][b + 1]);
+        }
+        UNROLL
+        for (int c = 0; c < cn; c++) {
+            const __m512i xv = load_pair(x[c] + (size_t)b * xb + xq, x[c] + (size_t)b1 * xb + xq);
+            const __m512 xd = pair_ps(sc->xd[xc + c][b], sc->xd[xc + c][b + 1]);
+            /* Q8_0: start from -128 * sum(x) so that dpbusd with q + 128 gives sum(q * x) */
+            const __m512i init = q4_1 ? _mm512_setzero_si512()
+                                      : _mm512_sub_epi32(_mm512_setzero_si512(),
+                                                         _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, xv));
+            UNROLL
+            for (int r = 0; r < rn; r++) {
+                const __m512 s = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(init, wq[r], xv));
+                acc[r][c] = _mm512_fmadd_ps(_mm512_mul_ps(wd[r], xd), s, acc[r][c]);
+            }
+        }
+    }
+    if (q4_1) {
+        UNROLL
+        for (int r = 0; r < rn; r++)
+            UNROLL
+            for (int c = 0; c < cn; c++) {
+                const float *wm = sc->wm[wr + r], *xs = sc->xs[xc + c];
+                for (int b = 0; b < kn; b += 16) {
+                    const __mmask16 k = kn - b >= 16 ? 0xffff : (__mmask16)((1u << (kn - b)) - 1u);
+                    acc[r][c] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, wm + b), _mm512_maskz_loadu_ps(k, xs + b),
+                                                acc[r][c]);
+                }
+            }
+    }
+    UNROLL
+    for (int r = 0; r < rn; r++)
+        UNROLL
+        for (int c = 0; c < cn; c++) out[r][c] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
+static inline __attribute__((always_inline)) void gemm_blocks(const bool q4_1, int64_t n, const void *w,
+                                                              size_t w_stride, int nr, const void *x,
+                                                              size_t x_stride, int nc, float *y, size_t ldy) {
+    gemm_scales sc;
+    const int64_t nb = n / QK;
+    const size_t wb = q4_1 ? Q4_1_BYTES : Q8_0_BYTES;
+    const size_t xb = q4_1 ? Q8_1_BYTES : Q8_0_BYTES;
+    const uint8_t *w0 = w, *x0 = x;
+    for (int c0 = 0; c0 < nc; c0 += CB) {
+        const int cn = nc - c0 < CB ? nc - c0 : CB;
+        for (int64_t k0 = 0; k0 < nb; k0 += KB) {
+            const int kn = nb - k0 < KB ? (int)(nb - k0) : KB;
+            for (int c = 0; c < cn; c++) {
+                const uint8_t *p = x0 + (size_t)(c0 + c) * x_stride + (size_t)k0 * xb;
+                for (int b = 0; b < kn; b++, p += xb) {
+                    sc.xd[c][b] = load_f16(p);
+                    if (q4_1) sc.xs[c][b] = load_f16(p + 2);
+                }
+                sc.xd[c][kn] = 0.0f;
+            }
+            for (int r0 = 0; r0 < nr; r0 += RT) {
+                const int rn = nr - r0 < RT ? nr - r0 : RT;
+                const uint8_t *wr[RT];
+                for (int r = 0; r < rn; r++) {
+                    wr[r] = w0 + (size_t)(r0 + r) * w_stride + (size_t)k0 * wb;
+                    const uint8_t *p = wr[r];
+                    for (int b = 0; b < kn; b++, p += wb) {
+                        sc.wd[r][b] = load_f16(p);
+                        if (q4_1) sc.wm[r][b] = load_f16(p + 2);
+                    }
+                    sc.wd[r][kn] = 0.0f;
+                }
+                for (int c = 0; c < cn; c += CT) {
+                    const int ccn = cn - c < CT ? cn - c : CT;
+                    const uint8_t *xr[CT];
+                    for (int j = 0; j < ccn; j++) xr[j] = x0 + (size_t)(c0 + c + j) * x_stride + (size_t)k0 * xb;
+                    float out[RT][CT], o[RT][CT];
+                    if (rn == RT && ccn == CT) {
+                        tile(RT, CT, q4_1, kn, wr, xr, &sc, 0, c, out);
+                    } else if (rn == RT) { /* few activation rows (one when generating) */
+                        for (int j = 0; j < ccn; j++) {
+                            tile(RT, 1, q4_1, kn, wr, xr + j, &sc, 0, c + j, o);
+                            for (int r = 0; r < RT; r++) out[r][j] = o[r][0];
+                        }
+                    } else {
+                        for (int r = 0; r < rn; r++) {
+                            if (ccn == CT) {
+                                tile(1, CT, q4_1, kn, wr + r, xr, &sc, r, c, o);
+                                for (int j = 0; j < CT; j++) out[r][j] = o[0][j];
+                            } else {
+                                for (int j = 0; j < ccn; j++) {
+                                    tile(1, 1, q4_1, kn, wr + r, xr + j, &sc, r, c + j, o);
+                                    out[r][j] = o[0][0];
+                                }
+                            }
+                        }
+                    }
+                    for (int j = 0; j < ccn; j++) {
+                        float *yp = y + (size_t)(c0 + c + j) * ldy + (size_t)r0;
+                        for (int r = 0; r < rn; r++) yp[r] = k0 == 0 ? out[r][j] : yp[r] + out[r][j];
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void gemm_q4_1(int64_t n, const void *w, size_t w_stride, int nr, const void *x, size_t x_stride, int nc,
+                      float *y, size_t ldy) {
+    gemm_blocks(true, n, w, w_stride, nr, x, x_stride, nc, y, ldy);
+}
+
+static void gemm_q8_0(int64_t n, const void *w, size_t w_stride, int nr, const void *x, size_t x_stride, int nc,
+                      float *y, size_t ldy) {
+    gemm_blocks(false, n, w, w_stride, nr, x, x_stride, nc, y, ldy);
+}
+
+void slm_qdot_fill_avx512(slm_kernels *k) {
+    k->quant_act[SLM_DT_Q8_0] = quant_q8_0;
+    k->quant_act[SLM_DT_Q8_1] = quant_q8_1;
+    k->vec_dot[SLM_DT_Q4_0] = vec_dot_q4_0;
+    k->vec_dot[SLM_DT_Q4_1] = vec_dot_q4_1;
+    k->vec_dot[SLM_DT_Q5_0] = vec_dot_q5_0;
+    k->vec_dot[SLM_DT_Q5_1] = vec_dot_q5_1;
+    k->vec_dot[SLM_DT_Q8_0] = vec_dot_q8_0;
+    k->vec_dot[SLM_DT_F32] = vec_dot_f32;
+    k->vec_dot[SLM_DT_F16] = vec_dot_f16;
+    k->vec_dot[SLM_DT_BF16] = vec_dot_bf16;
+    k->gemm[SLM_DT_Q4_1] = gemm_q4_1;
+    k->gemm[SLM_DT_Q8_0] = gemm_q8_0;
+}
