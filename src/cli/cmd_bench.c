@@ -219,8 +219,12 @@ int cmd_bench(int argc, char **argv) {
     if (isa >= 0 && isa != SLM_ISA_REF && !slm_kernels_get((slm_isa)isa))
         return cli_fail(cmd, "--isa: this CPU (or build) cannot run %s kernels", slm_isa_name((slm_isa)isa));
     const int ncpu = slm_cpu_count();
-    for (int i = 0; i < n_threads; i++)
+    for (int i = 0; i < n_threads; i++) {
         if (threads[i] == 0) threads[i] = ncpu;
+        if (do_membw && ((size_t)membw_mib << 20) / (size_t)threads[i] < 4096)
+            return cli_fail(cmd, "--membw-mib %ld is too small for %d threads (4 KiB per thread at least)", membw_mib,
+                            threads[i]);
+    }
 
     /* the model */
     char def[4096];

@@ -7,14 +7,11 @@
 #include "../core/dtype.h"
 #include "matmul.h"
 #include "ops.h"
+#include "qdot.h"
 
 bool slm_attention_simd_available(void) {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-#else
-    return false;
-#endif
+    /* the AVX2 kernel table exists only when the CPU has AVX2, FMA and F16C */
+    return slm_kernels_get(SLM_ISA_AVX2) != NULL;
 }
 
 float slm_kv_dot(const float *q, const void *k, slm_kv_type t, int n, bool simd) {

@@ -263,7 +263,8 @@ typedef struct {
 
 /* Sums over kn blocks for a tile of rn weight rows x cn activation rows (rn <= RT, cn <= CT,
  * constants after inlining). w[r], x[c]: first block of the chunk; wr, xc: index of the row
- * in the scale arrays. has_min: Q4_1 (adds m_w * s_x per block) else Q8_0. */
+ * in the scale arrays. q4_1: Q4_1 weights with Q8_1 activations (adds m_w * s_x per block),
+ * else Q8_0 with Q8_0. */
 static inline __attribute__((always_inline)) void tile(const int rn, const int cn, const bool q4_1, int kn,
                                                        const uint8_t *const *w, const uint8_t *const *x,
                                                        const gemm_scales *sc, int wr, int xc, float out[RT][CT]) {
