@@ -146,7 +146,6 @@ static void test_random(void) {
     memset(seqs, 0, sizeof seqs);
     slm_seq *all[NS];
     static float model[NS][MAXLEN][L]; /* key = model + d, value = -(model + d) */
-    int live[NS] = {0};
     for (int i = 0; i < NS; i++) all[i] = &seqs[i];
     float counter = 1.0f;
     int bad_data = 0, bad_pool = 0, full_seen = 0, bad_full = 0, cows = 0, n_ops = 10000;
@@ -177,7 +176,6 @@ static void test_random(void) {
                     slm_kv_store(kv, s, l, p, k, v);
                 }
             s->n_tokens += add;
-            live[i] = 1;
         } else if (kind < 55) { /* overwrite one old position */
             if (s->n_tokens == 0) continue;
             const int p = (int)rnd((uint32_t)s->n_tokens), l = (int)rnd(L);
@@ -202,12 +200,10 @@ static void test_random(void) {
                 continue;
             }
             memcpy(model[j], model[i], sizeof model[i]);
-            live[j] = 1;
         } else if (kind < 85) { /* truncate */
             slm_seq_truncate(kv, s, s->n_tokens ? (int)rnd((uint32_t)s->n_tokens + 1) : 0);
         } else if (kind < 92) { /* release */
             slm_seq_release(kv, s);
-            live[i] = 0;
         } else { /* verify everything */
             for (int q = 0; q < NS; q++)
                 for (int p = 0; p < seqs[q].n_tokens; p++)
@@ -227,7 +223,6 @@ static void test_random(void) {
     for (int id = 0; id < kv->n_blocks; id++) refs_zero &= kv->refs[id] == 0;
     CHECK(kv->n_free == kv->n_blocks && refs_zero, "random ops: every block back in the pool (%d of %d)", kv->n_free,
           kv->n_blocks);
-    (void)live;
     slm_kv_free(kv);
 }
 
