@@ -4,7 +4,7 @@ set -u
 cd "$(dirname "$0")/.."
 . tests/lib/e2e.sh
 
-out=$(printf 'What is the capital of France?\n' | "$BIN" chat -m "$MODEL" --temp 0 -n 48 2>"$TMP/err")
+out=$(printf 'What is the capital of France? Answer briefly.\n' | "$BIN" chat -m "$MODEL" --temp 0 -n 48 2>"$TMP/err")
 echo "answer: $out"
 check "chat exits cleanly" test -z "$(cat "$TMP/err")"
 check "chat answers Paris" grep -q "Paris" <<<"$out"
