@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "core/strbuf.h"
 #include "core/atomic_file.h"
 #include "core/dtype.h"
 #include "core/paths.h"
@@ -67,57 +68,6 @@ typedef struct {
     slm_bench_stats st;
     double *samples; /* [reps] */
 } bench_row;
-
-/* ---- a growable text buffer for the JSON document ---- */
-typedef struct {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        size_t room = b->cap - b->len;
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->oom = 1;
-            return;
-        }
-        if ((size_t)n < room) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap - b->len <= (size_t)n) cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-}
-
-static void sb_str(sbuf *b, const char *s) {
-    sb_printf(b, "\"");
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c == '"' || *c == '\\') sb_printf(b, "\\%c", *c);
-        else if (*c < 0x20) sb_printf(b, "\\u%04x", *c);
-        else sb_printf(b, "%c", *c);
-    }
-    sb_printf(b, "\"");
-}
 
 /* ---- flags ---- */
 static bool parse_threads(const char *cmd, const char *v, int *out, int *n) {
@@ -242,7 +192,7 @@ int cmd_bench(int argc, char **argv) {
     bench_row *rows = calloc((size_t)n_rows, sizeof *rows);
     slm_membw_result mb[MAX_THREAD_COUNTS + 1];
     int n_mb = 0;
-    sbuf js = {0};
+    slm_sb js = {0};
     slm_afile af = {0};
     if (!rows) {
         cli_fail(cmd, "out of memory");
@@ -384,63 +334,63 @@ int cmd_bench(int argc, char **argv) {
     fflush(stdout);
 
     if (json) {
-        sb_printf(&js, "{\n  \"model\": {\"file\": ");
-        sb_str(&js, path);
-        sb_printf(&js, ", \"label\": ");
-        sb_str(&js, label);
-        sb_printf(&js, ", \"architecture\": ");
-        sb_str(&js, cfg->arch_name);
-        sb_printf(&js,
+        slm_sb_printf(&js, "{\n  \"model\": {\"file\": ");
+        slm_sb_json_str(&js, path);
+        slm_sb_printf(&js, ", \"label\": ");
+        slm_sb_json_str(&js, label);
+        slm_sb_printf(&js, ", \"architecture\": ");
+        slm_sb_json_str(&js, cfg->arch_name);
+        slm_sb_printf(&js,
                   ", \"n_layers\": %d, \"dim\": %d, \"vocab\": %d, \"n_params\": %llu, \"size_bytes\": %llu, "
                   "\"bpw\": %.6f, \"tied_output\": %s, \"decode_bytes_per_token\": %llu, \"matrices\": [",
                   cfg->n_layers, cfg->dim, cfg->vocab_size, (unsigned long long)bm.n_params,
                   (unsigned long long)bm.n_bytes, bm.bpw, model->tied_output ? "true" : "false",
                   (unsigned long long)bm.decode_bytes);
         for (int i = 0; i < bm.n_types; i++)
-            sb_printf(&js, "%s{\"type\": \"%s\", \"count\": %d, \"bytes\": %llu}", i ? ", " : "",
+            slm_sb_printf(&js, "%s{\"type\": \"%s\", \"count\": %d, \"bytes\": %llu}", i ? ", " : "",
                       slm_dtype_name(bm.types[i].type), bm.types[i].count, (unsigned long long)bm.types[i].bytes);
-        sb_printf(&js, "]},\n  \"kernel_isa\": \"%s\", \"kv_type\": \"%s\", \"batch\": %d, \"reps\": %ld, "
+        slm_sb_printf(&js, "]},\n  \"kernel_isa\": \"%s\", \"kv_type\": \"%s\", \"batch\": %d, \"reps\": %ld, "
                        "\"warmup\": 1, \"seed\": %llu, \"peak_rss_bytes\": %.0f,\n  \"results\": [",
                   isa_name, kv_name, eff_batch, reps, seed, rss);
         for (int i = 0; i < n_rows; i++) {
             char name[32];
             const bench_row *w = &rows[i];
             slm_bench_test_name(w->kind, w->n_tokens, name, sizeof name);
-            sb_printf(&js,
+            slm_sb_printf(&js,
                       "%s\n    {\"test\": \"%s\", \"kind\": \"%s\", \"n_tokens\": %d, \"threads\": %d, "
                       "\"tps_median\": %.4f, \"tps_min\": %.4f, \"tps_max\": %.4f, \"tps_mean\": %.4f, "
                       "\"tps_stddev\": %.4f, \"samples\": [",
                       i ? "," : "", name, w->kind == SLM_BENCH_PP ? "pp" : "tg", w->n_tokens, w->threads,
                       w->st.median, w->st.min, w->st.max, w->st.mean, w->st.stddev);
-            for (int k = 0; k < reps; k++) sb_printf(&js, "%s%.4f", k ? ", " : "", w->samples[k]);
-            sb_printf(&js, "]}");
+            for (int k = 0; k < reps; k++) slm_sb_printf(&js, "%s%.4f", k ? ", " : "", w->samples[k]);
+            slm_sb_printf(&js, "]}");
         }
-        sb_printf(&js, "\n  ],\n  \"membw\": ");
+        slm_sb_printf(&js, "\n  ],\n  \"membw\": ");
         if (n_mb) {
-            sb_printf(&js, "{\"array_bytes\": %zu, \"arrays\": 3, \"passes\": %ld, \"llc_bytes\": %zu, \"results\": [",
+            slm_sb_printf(&js, "{\"array_bytes\": %zu, \"arrays\": 3, \"passes\": %ld, \"llc_bytes\": %zu, \"results\": [",
                       mb[0].array_bytes, membw_passes, llc);
             for (int i = 0; i < n_mb; i++)
-                sb_printf(&js, "%s{\"threads\": %d, \"copy_gbs\": %.4f, \"triad_gbs\": %.4f}", i ? ", " : "",
+                slm_sb_printf(&js, "%s{\"threads\": %d, \"copy_gbs\": %.4f, \"triad_gbs\": %.4f}", i ? ", " : "",
                           mb[i].n_threads, mb[i].copy_gbs, mb[i].triad_gbs);
-            sb_printf(&js, "]}");
+            slm_sb_printf(&js, "]}");
         } else {
-            sb_printf(&js, "null");
+            slm_sb_printf(&js, "null");
         }
-        sb_printf(&js, ",\n  \"decode_bandwidth\": [");
+        slm_sb_printf(&js, ",\n  \"decode_bandwidth\": [");
         int first = 1;
         for (int i = 0; i < n_rows; i++) {
             if (rows[i].kind != SLM_BENCH_TG) continue;
             double gbs = (double)bm.decode_bytes * rows[i].st.median * 1e-9;
             const slm_membw_result *m = membw_for(mb, n_mb, rows[i].threads);
-            sb_printf(&js, "%s{\"threads\": %d, \"tg_tps\": %.4f, \"weights_gbs\": %.4f, ", first ? "" : ", ",
+            slm_sb_printf(&js, "%s{\"threads\": %d, \"tg_tps\": %.4f, \"weights_gbs\": %.4f, ", first ? "" : ", ",
                       rows[i].threads, rows[i].st.median, gbs);
             if (m && m->triad_gbs > 0)
-                sb_printf(&js, "\"triad_gbs\": %.4f, \"fraction_of_triad\": %.6f}", m->triad_gbs, gbs / m->triad_gbs);
+                slm_sb_printf(&js, "\"triad_gbs\": %.4f, \"fraction_of_triad\": %.6f}", m->triad_gbs, gbs / m->triad_gbs);
             else
-                sb_printf(&js, "\"triad_gbs\": null, \"fraction_of_triad\": null}");
+                slm_sb_printf(&js, "\"triad_gbs\": null, \"fraction_of_triad\": null}");
             first = 0;
         }
-        sb_printf(&js, "]\n}\n");
+        slm_sb_printf(&js, "]\n}\n");
         if (js.oom) {
             cli_fail(cmd, "out of memory writing the JSON report");
             goto out;

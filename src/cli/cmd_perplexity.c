@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "common.h"
 #include "core/atomic_file.h"
+#include "core/strbuf.h"
 #include "eval/perplexity.h"
 
 static const char *const usage =
@@ -104,23 +105,35 @@ int cmd_perplexity(int argc, char **argv) {
     }
     if (pp.save_base) printf("saved base: %s\n", pp.save_base);
     if (json) {
-        char buf[1024];
-        int m = snprintf(buf, sizeof buf,
-                         "{\"file\": \"%s\", \"ctx\": %d, \"chunks\": %d, \"scored\": %ld, \"ppl\": %.6f, "
-                         "\"nll_mean\": %.8f, \"nll_stderr\": %.8f, \"tokens_per_s\": %.2f",
-                         file, pp.n_ctx, r.n_chunks, r.n_scored, r.ppl, r.nll_mean, r.nll_stderr, r.tokens_per_s);
+        slm_sb js = {0};
+        slm_sb_printf(&js, "{\"file\": ");
+        slm_sb_json_str(&js, file);
+        slm_sb_printf(&js,
+                      ", \"ctx\": %d, \"chunks\": %d, \"scored\": %ld, \"ppl\": %.6f, \"nll_mean\": %.8f, "
+                      "\"nll_stderr\": %.8f, \"tokens_per_s\": %.2f, \"kernels\": \"%s\", \"threads\": %d, "
+                      "\"kv_type\": \"%s\"",
+                      pp.n_ctx, r.n_chunks, r.n_scored, r.ppl, r.nll_mean, r.nll_stderr, r.tokens_per_s,
+                      slm_isa_name(e.ctx->isa), slm_pool_size(e.ctx->pool),
+                      e.ctx->kv->type == SLM_KV_F16 ? "f16" : "f32");
         if (r.has_kl)
-            m += snprintf(buf + m, sizeof buf - (size_t)m,
+            slm_sb_printf(&js,
                           ", \"base_ppl\": %.6f, \"ppl_ratio\": %.6f, \"kl_mean\": %.8f, \"kl_p99\": %.8f, "
                           "\"kl_max\": %.8f, \"top1_agree\": %.6f",
                           r.base_ppl, r.ppl_ratio, r.kl_mean, r.kl_p99, r.kl_max, r.top1_agree);
-        snprintf(buf + m, sizeof buf - (size_t)m, "}\n");
+        slm_sb_printf(&js, "}\n");
         slm_afile f;
+        if (js.oom) {
+            slm_sb_free(&js);
+            cli_fail(cmd, "out of memory");
+            goto out;
+        }
         if ((s = slm_afile_open(&f, json))) {
+            slm_sb_free(&js);
             cli_fail_status(cmd, s);
             goto out;
         }
-        slm_afile_write(&f, buf, strlen(buf));
+        slm_afile_write(&f, js.p, js.len);
+        slm_sb_free(&js);
         if ((s = slm_afile_commit(&f))) {
             cli_fail_status(cmd, s);
             goto out;

@@ -1,6 +1,8 @@
 /* chat.c - chat template families, detected from the Jinja text and rendered in code. */
 #include "chat.h"
 
+#include "../core/strbuf.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,37 +75,15 @@ slm_status slm_chat_by_name(const char *name, slm_chat_template *out) {
     return slm_error(SLM_ERR_ARG, "chat: unknown template '%s' (chatml, llama2, llama3, zephyr, gemma, phi3)", name);
 }
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s) {
-    size_t l = strlen(s);
-    if (b->oom) return;
-    if (b->n + l + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + l + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, l);
-    b->n += l;
-    b->p[b->n] = 0;
-}
-
-static void sb_addv(sbuf *b, int count, ...) {
+/* Append count strings. */
+static void sb_addv(slm_sb *b, int count, ...) {
     va_list ap;
     va_start(ap, count);
-    for (int i = 0; i < count; i++) sb_add(b, va_arg(ap, const char *));
+    for (int i = 0; i < count; i++) slm_sb_printf(b, "%s", va_arg(ap, const char *));
     va_end(ap);
 }
+
+static void sb_add(slm_sb *b, const char *s) { slm_sb_printf(b, "%s", s); }
 
 static bool valid_role(const char *r) {
     return strcmp(r, "system") == 0 || strcmp(r, "user") == 0 || strcmp(r, "assistant") == 0;
@@ -115,7 +95,7 @@ slm_status slm_chat_render(const slm_chat_template *t, const slm_chat_msg *msgs,
         if (!msgs[i].role || !msgs[i].content || !valid_role(msgs[i].role))
             return slm_error(SLM_ERR_ARG, "chat: message %d has an unknown role '%s' (system, user, assistant)", i,
                              msgs[i].role ? msgs[i].role : "(null)");
-    sbuf b = {0};
+    slm_sb b = {0};
     sb_add(&b, "");
     const bool has_sys = n > 0 && strcmp(msgs[0].role, "system") == 0;
     switch (t->kind) {
