@@ -75,6 +75,13 @@ $(BUILD)/fuzz_gguf: tests/fuzz/fuzz_gguf.c src/core/gguf.c src/core/dtype.c src/
 	@mkdir -p $(dir $@)
 	clang -std=c11 -g -O1 -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ $^ -lm
 
+# Attention kernels (naive vs tiled) and paged-KV waste: prints a table, --json FILE for JSON.
+.PHONY: bench-attn
+bench-attn: $(BUILD)/attn_bench
+$(BUILD)/attn_bench: bench/attn_bench.c $(BUILD)/libslimlm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libslimlm.a $(LDLIBS)
+
 demo: $(BUILD)/slimlm
 	$(BUILD)/slimlm run -p "The capital of France is" -n 32
 

@@ -10,6 +10,7 @@
 
 #include "../core/dtype.h"
 #include "../kernels/attention.h"
+#include "../kernels/flash_attn.h"
 #include "../kernels/matmul.h"
 #include "../kernels/ops.h"
 
@@ -69,7 +70,9 @@ slm_status slm_ctx_create(const slm_model *m, const slm_ctx_params *params, slm_
     c->hb2 = alloc_f(B * cfg->ffn_dim, &ok);
     c->rope_cos = alloc_f(B * (cfg->rope_dim / 2), &ok);
     c->rope_sin = alloc_f(B * (cfg->rope_dim / 2), &ok);
-    c->scores = alloc_f((size_t)slm_pool_size(c->pool) * p.n_ctx, &ok);
+    const size_t fa_n = slm_fa_scratch_floats(cfg->n_heads, cfg->n_kv_heads, cfg->head_dim);
+    c->fa_scratch = alloc_f((size_t)slm_pool_size(c->pool) * fa_n, &ok);
+    c->fa_parts = alloc_f((size_t)slm_pool_size(c->pool) * slm_fa_part_floats(cfg->n_heads, cfg->head_dim), &ok);
     c->tokens = malloc((size_t)p.n_ctx * sizeof *c->tokens);
     if (!c->tokens) ok = 0;
     if (!ok) {
@@ -91,7 +94,8 @@ void slm_ctx_free(slm_ctx *c) {
     slm_mm_free(&c->mm);
     slm_pool_free(c->pool);
     float *bufs[] = {c->x,  c->xb,  c->xb2,      c->q,        c->k,     c->v,
-                     c->att, c->hb, c->hb2, c->rope_cos, c->rope_sin, c->scores};
+                     c->att, c->hb, c->hb2, c->rope_cos, c->rope_sin,
+                     c->fa_scratch, c->fa_parts};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(c->tokens);
     free(c);
@@ -103,19 +107,40 @@ void slm_ctx_truncate(slm_ctx *c, int n) {
     if (n < c->seq.n_tokens) slm_seq_truncate(c->kv, &c->seq, n);
 }
 
+/* Attention of one layer: tiled prefill split by (query tile, KV head) items, or for a single
+ * token with a long context, split-key decoding whose per-thread parts are merged after the run. */
 typedef struct {
     slm_ctx *c;
-    int layer, n, pos0;
+    slm_fa_args a;
+    bool split_keys;
 } attn_job;
 
 static void attention_task(void *arg, int ith, int nth) {
     attn_job *j = arg;
-    slm_ctx *c = j->c;
+    const slm_config *cfg = &j->c->model->cfg;
+    const size_t fa_n = slm_fa_scratch_floats(cfg->n_heads, cfg->n_kv_heads, cfg->head_dim);
+    float *scratch = j->c->fa_scratch + (size_t)ith * fa_n;
+    if (j->split_keys) {
+        long lo, hi;
+        slm_pool_split((long)j->a.pos0 + 1, ith, nth, SLM_FA_KTILE, &lo, &hi);
+        slm_fa_decode_part(&j->a, (int)lo, (int)hi, scratch,
+                           j->c->fa_parts + (size_t)ith * slm_fa_part_floats(cfg->n_heads, cfg->head_dim));
+        return;
+    }
+    /* items interleaved across threads: later query tiles see more keys */
+    const long n_items = slm_fa_prefill_items(&j->a);
+    for (long it = ith; it < n_items; it += nth) slm_fa_prefill(&j->a, it, it + 1, scratch);
+}
+
+static void attention(slm_ctx *c, int layer, int n, int pos0) {
     const slm_config *cfg = &c->model->cfg;
-    long lo, hi;
-    slm_pool_split((long)j->n * cfg->n_heads, ith, nth, 1, &lo, &hi);
-    slm_attention(c->kv, &c->seq, j->layer, c->q, j->n, j->pos0, cfg->n_heads, cfg->n_kv_heads, cfg->head_dim, c->att,
-                  c->scores + (size_t)ith * c->p.n_ctx, lo, hi, c->simd_attn);
+    const int nth = slm_pool_size(c->pool);
+    attn_job aj = {c,
+                   {c->kv, &c->seq, layer, c->q, n, pos0, cfg->n_heads, cfg->n_kv_heads, cfg->head_dim, c->att,
+                    c->simd_attn},
+                   n == 1 && nth > 1 && pos0 + 1 >= SLM_FA_SPLIT_MIN};
+    slm_pool_run(c->pool, attention_task, &aj);
+    if (aj.split_keys) slm_fa_decode_merge(c->fa_parts, nth, cfg->n_heads, cfg->head_dim, c->att);
 }
 
 /* One forward pass over n <= max_batch tokens at positions pos0.. ; blocks already reserved. */
@@ -153,8 +178,7 @@ static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, int pos0, in
             slm_rope(k, cfg->n_kv_heads, hd, cfg->rope_dim, ct, st, neox);
             slm_kv_store(c->kv, &c->seq, l, pos0 + t, k, v);
         }
-        attn_job aj = {c, l, n, pos0};
-        slm_pool_run(c->pool, attention_task, &aj);
+        attention(c, l, n, pos0);
         slm_matmul(&c->mm, &L->wo, c->att, n, c->xb2);
         for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->xb2[i];
 

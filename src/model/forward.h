@@ -41,7 +41,8 @@ typedef struct slm_ctx {
     float *hb;     /* [B][ffn_dim] gate, then swiglu */
     float *hb2;    /* [B][ffn_dim] up */
     float *rope_cos, *rope_sin; /* [B][rope_dim/2] */
-    float *scores; /* [n_threads][n_ctx] attention scores */
+    float *fa_scratch; /* [n_threads][slm_fa_scratch_floats()] tiled attention tiles */
+    float *fa_parts;   /* [n_threads][slm_fa_part_floats()] split-key decode partial results */
     slm_pool *pool;
     slm_isa isa;   /* kernel set in use */
     slm_mm mm;     /* matmul scratch and kernels */
