@@ -5,7 +5,7 @@ set -u
 cd "$(dirname "$0")/.."
 . tests/lib/e2e.sh
 TEXT=../shared/data/wikitext2-test.txt
-[ -f "$TEXT" ] || TEXT=$(dirname "$0")/data/wikitext_sample.txt
+if [ ! -f "$TEXT" ]; then echo "FAIL: $TEXT not found (the evaluation text lives in ../shared/data)"; summary e2e_perplexity; exit 1; fi
 
 "$BIN" perplexity -m "$MODEL" -f "$TEXT" --ctx 128 --chunks 2 --save-base "$TMP/base.klb" --json "$TMP/a.json" \
   >"$TMP/out" 2>"$TMP/err"
