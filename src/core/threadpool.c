@@ -13,6 +13,14 @@
 #include <unistd.h>
 
 #define SPIN_ITERS 20000 /* polls before sleeping (a few tens of microseconds) */
+#define SPIN_PAUSES 256  /* polls with a pause instruction; after that each poll yields the CPU, so a
+                          * descheduled thread we wait for gets to run on an oversubscribed machine */
+
+static inline void cpu_relax(void);
+static inline void spin_wait(int spins) {
+    if (spins < SPIN_PAUSES) cpu_relax();
+    else sched_yield();
+}
 
 struct slm_pool {
     int n;
@@ -50,7 +58,7 @@ static void *worker(void *v) {
         while ((g = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen &&
                !atomic_load_explicit(&p->stop, memory_order_acquire)) {
             if (++spins < SPIN_ITERS) {
-                cpu_relax();
+                spin_wait(spins);
                 continue;
             }
             pthread_mutex_lock(&p->mu);
@@ -139,7 +147,7 @@ void slm_pool_run(slm_pool *p, slm_task_fn fn, void *arg) {
     int spins = 0;
     while (atomic_load_explicit(&p->done, memory_order_acquire) != p->n - 1) {
         if (++spins < SPIN_ITERS) {
-            cpu_relax();
+            spin_wait(spins);
             continue;
         }
         pthread_mutex_lock(&p->mu);
