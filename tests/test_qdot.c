@@ -11,8 +11,11 @@
  *      per-block float products, and the f16 rounding of the Q8_1 block sum s, 2^-11 of
  *      |m * s|), and with dot_f32 on the original activations within the activation
  *      quantization error sum_j |w_j| * (d/2 + 127 * |d - f16(d)|) per block;
- *   4. gemm (specialized and generic) against vec_dot for many tile shapes, with strides that
- *      are not the packed row size and sentinels around every output element;
+ *   4. gemm (specialized and generic) against vec_dot for many tile shapes (weight and
+ *      activation row counts around the register tiles and their tails, few activation rows
+ *      where float weights are converted in registers, many where they go through a buffer,
+ *      more than one chunk of activation rows), lengths that are not a multiple of the vector
+ *      width, strides that are not the packed row size and sentinels around every output;
  *   5. dispatch: ISA names, the SLIMLM_ISA override, no table for SLM_ISA_REF.
  * Weight types without a reference quantizer get random bytes with sane f16 scales. */
 #include <math.h>
@@ -264,10 +267,12 @@ static void check_vec_dot(void) {
 
 /* Test 4: gemm against vec_dot, sentinels around every output, strides with padding. */
 enum { G_ROWS = 64, G_COLS = 70, G_PAD_W = 24, G_PAD_X = 40, G_LDY_PAD = 3, G_GUARD = 37 };
-static const int g_shape[] = {1, 2, 3, 4, 5, 7, 8, 13, 64, 70};
+static const int g_shape[] = {1, 2, 3, 4, 5, 6, 7, 8, 12, 13, 64, 70};
 
 static void check_gemm(void) {
-    const int64_t gns[] = {64, 256, 33 * 32, 19 * 256};
+    /* 23 and 1029: float weights only (block size 1): lengths that are not a multiple of the
+     * vector width, and k split into unequal chunks with a ragged last piece */
+    const int64_t gns[] = {23, 64, 256, 1029, 33 * 32, 19 * 256};
     const float sentinel = -1234.5f;
     for (size_t ni = 0; ni < sizeof gns / sizeof gns[0]; ni++) {
         const int64_t n = gns[ni];

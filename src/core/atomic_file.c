@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 slm_status slm_afile_open(slm_afile *a, const char *path) {
@@ -25,6 +26,10 @@ slm_status slm_afile_open(slm_afile *a, const char *path) {
         slm_afile_abort(a);
         return slm_error(SLM_ERR_IO, "%s: cannot create a file in its directory: %s", path, strerror(e));
     }
+    /* mkstemp creates the file private; give the result the permissions a plain create would */
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fchmod(fd, 0666 & ~mask) != 0) a->failed = errno;
     a->f = fdopen(fd, "wb");
     if (!a->f) {
         close(fd);
@@ -37,6 +42,12 @@ slm_status slm_afile_open(slm_afile *a, const char *path) {
 void slm_afile_write(slm_afile *a, const void *p, size_t n) {
     if (a->failed || !a->f || n == 0) return;
     if (fwrite(p, 1, n, a->f) != n) a->failed = errno ? errno : EIO;
+}
+
+int slm_afile_flush(slm_afile *a) {
+    if (!a->f) return EIO;
+    if (!a->failed && fflush(a->f) != 0) a->failed = errno ? errno : EIO;
+    return a->failed;
 }
 
 slm_status slm_afile_commit(slm_afile *a) {

@@ -19,6 +19,9 @@ typedef struct {
 slm_status slm_afile_open(slm_afile *a, const char *path);
 /* Append n bytes; errors are remembered and reported by commit. */
 void slm_afile_write(slm_afile *a, const void *p, size_t n);
+/* Flush buffered writes to the temporary file (a->tmp), e.g. to read it back before commit;
+ * returns 0 or the errno of the first failure. */
+int slm_afile_flush(slm_afile *a);
 /* Flush, fsync, rename into place. On failure the temporary file is removed. */
 slm_status slm_afile_commit(slm_afile *a);
 /* Discard everything written (safe after commit or on a zeroed struct). */

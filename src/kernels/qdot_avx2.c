@@ -394,6 +394,176 @@ static void gemm_q8_0(int64_t n, const void *w, size_t w_stride, int nr, const v
     gemm_blocks(false, n, w, w_stride, nr, x, x_stride, nc, y, ldy);
 }
 
+/* ---- gemm for float weights -------------------------------------------------------------
+ * A tile of FRT weight rows x FCT activation rows keeps FRT * FCT accumulators of 8 lanes and
+ * adds 8 products per FMA along k; at the end the FRT sums of one activation row are reduced
+ * together into FRT adjacent outputs. k is split into chunks of at most FKC elements. With
+ * enough activation rows, F16 and BF16 weight rows are converted to f32 once per chunk into a
+ * buffer that every activation row of the chunk reuses; otherwise they are converted in
+ * registers as they are loaded. A last piece of fewer than 8 elements goes through a
+ * zero-padded copy. */
+
+enum {
+    FRT = 4,    /* weight rows per tile */
+    FCT = 2,    /* activation rows per tile */
+    FCB = 64,   /* activation rows per chunk (kept in L2 while the weight rows are swept) */
+    FKC = 1024, /* elements per k chunk (a multiple of 8) */
+    FCONV = 8,  /* fewest activation rows for which F16 / BF16 rows are converted to a buffer */
+};
+
+/* 8 elements of a row of dtype et at element i, as f32. */
+static inline __m256 load8_as_f32(const int et, const void *row, int64_t i) {
+    const uint8_t *p = row;
+    if (et == SLM_DT_F16) return load8_f16(p + i * 2);
+    if (et == SLM_DT_BF16) return load8_bf16(p + i * 2);
+    return load8_f32(p + i * 4);
+}
+
+/* Element i of a row of dtype et. */
+static inline float load1_as_f32(const int et, const void *row, int64_t i) {
+    const uint8_t *p = row;
+    if (et == SLM_DT_F16) return load_f16(p + i * 2);
+    if (et == SLM_DT_BF16) return scalar_bf16(p + i * 2);
+    return scalar_f32(p + i * 4);
+}
+
+/* [sum a, sum b, sum c, sum d] */
+static inline __m128 reduce4(__m256 a, __m256 b, __m256 c, __m256 d) {
+    /* per 128-bit lane: a, b, c, d partial sums */
+    const __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+/* Dots of kn elements for rn weight rows (dtype et, w[r]) x cn f32 activation rows (x[c]),
+ * rn in {1, FRT}, cn <= FCT, constants after inlining. y[c * ldy + r] is set, or added to when
+ * add is true. */
+static inline __attribute__((always_inline)) void ftile(const int et, const int rn, const int cn, int64_t kn,
+                                                        const void *const *w, const float *const *x, float *y,
+                                                        size_t ldy, bool add) {
+    __m256 acc[FRT][FCT];
+    UNROLL
+    for (int r = 0; r < rn; r++)
+        UNROLL
+        for (int c = 0; c < cn; c++) acc[r][c] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= kn; i += 8) {
+        __m256 wv[FRT];
+        UNROLL
+        for (int r = 0; r < rn; r++) wv[r] = load8_as_f32(et, w[r], i);
+        UNROLL
+        for (int c = 0; c < cn; c++) {
+            const __m256 xv = _mm256_loadu_ps(x[c] + i);
+            UNROLL
+            for (int r = 0; r < rn; r++) acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]);
+        }
+    }
+    if (i < kn) {
+        float wt[FRT][8] = {{0}}, xt[FCT][8] = {{0}};
+        for (int64_t j = i; j < kn; j++) {
+            for (int r = 0; r < rn; r++) wt[r][j - i] = load1_as_f32(et, w[r], j);
+            for (int c = 0; c < cn; c++) xt[c][j - i] = x[c][j];
+        }
+        UNROLL
+        for (int c = 0; c < cn; c++)
+            UNROLL
+            for (int r = 0; r < rn; r++)
+                acc[r][c] = _mm256_fmadd_ps(_mm256_loadu_ps(wt[r]), _mm256_loadu_ps(xt[c]), acc[r][c]);
+    }
+    UNROLL
+    for (int c = 0; c < cn; c++) {
+        float *yc = y + (size_t)c * ldy;
+        if (rn == FRT) {
+            __m128 s = reduce4(acc[0][c], acc[1][c], acc[2][c], acc[3][c]);
+            if (add) s = _mm_add_ps(s, _mm_loadu_ps(yc));
+            _mm_storeu_ps(yc, s);
+        } else {
+            UNROLL
+            for (int r = 0; r < rn; r++) {
+                const float s = hsum_ps(acc[r][c]);
+                yc[r] = add ? yc[r] + s : s;
+            }
+        }
+    }
+}
+
+/* One k chunk of a row group: rn weight rows (dtype et) against cn activation rows. */
+static inline __attribute__((always_inline)) void fchunk(const int et, int rn, int cn, int64_t kn,
+                                                         const void *const *w, const float *const *x, float *y,
+                                                         size_t ldy, bool add) {
+    for (int c = 0; c < cn; c += FCT) {
+        const int ccn = cn - c < FCT ? cn - c : FCT;
+        const float *const *xc = x + c;
+        float *yc = y + (size_t)c * ldy;
+        if (rn == FRT && ccn == FCT) {
+            ftile(et, FRT, FCT, kn, w, xc, yc, ldy, add);
+        } else if (rn == FRT) { /* few activation rows (one when generating) */
+            for (int j = 0; j < ccn; j++) ftile(et, FRT, 1, kn, w, xc + j, yc + (size_t)j * ldy, ldy, add);
+        } else {
+            for (int r = 0; r < rn; r++) {
+                if (ccn == FCT) {
+                    ftile(et, 1, FCT, kn, w + r, xc, yc + r, ldy, add);
+                } else {
+                    for (int j = 0; j < ccn; j++)
+                        ftile(et, 1, 1, kn, w + r, xc + j, yc + (size_t)j * ldy + r, ldy, add);
+                }
+            }
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void gemm_float(const int et, int64_t n, const void *w,
+                                                             size_t w_stride, int nr, const void *x,
+                                                             size_t x_stride, int nc, float *y, size_t ldy) {
+    float buf[FRT][FKC];
+    const size_t esize = et == SLM_DT_F32 ? 4 : 2;
+    const uint8_t *w0 = w, *x0 = x;
+    /* k chunks of near-equal size, multiples of 8 where n allows */
+    const int64_t nk = (n + FKC - 1) / FKC;
+    const int64_t kc = nk <= 1 ? n : ((n + nk - 1) / nk + 7) / 8 * 8;
+    for (int c0 = 0; c0 < nc; c0 += FCB) {
+        const int cn = nc - c0 < FCB ? nc - c0 : FCB;
+        const bool convert = et != SLM_DT_F32 && cn >= FCONV;
+        for (int r0 = 0; r0 < nr; r0 += FRT) {
+            const int rn = nr - r0 < FRT ? nr - r0 : FRT;
+            for (int64_t k0 = 0; k0 < n; k0 += kc) {
+                const int64_t kn = n - k0 < kc ? n - k0 : kc;
+                const void *wr[FRT];
+                const float *xr[FCB];
+                for (int r = 0; r < rn; r++) {
+                    const uint8_t *p = w0 + (size_t)(r0 + r) * w_stride + (size_t)k0 * esize;
+                    wr[r] = p;
+                    if (convert) {
+                        int64_t i = 0;
+                        for (; i + 8 <= kn; i += 8) _mm256_storeu_ps(buf[r] + i, load8_as_f32(et, p, i));
+                        for (; i < kn; i++) buf[r][i] = load1_as_f32(et, p, i);
+                        wr[r] = buf[r];
+                    }
+                }
+                for (int c = 0; c < cn; c++)
+                    xr[c] = (const float *)(const void *)(x0 + (size_t)(c0 + c) * x_stride) + k0;
+                float *yp = y + (size_t)c0 * ldy + (size_t)r0;
+                if (et == SLM_DT_F32 || convert) fchunk(SLM_DT_F32, rn, cn, kn, wr, xr, yp, ldy, k0 > 0);
+                else fchunk(et, rn, cn, kn, wr, xr, yp, ldy, k0 > 0);
+            }
+        }
+    }
+}
+
+static void gemm_f32(int64_t n, const void *w, size_t w_stride, int nr, const void *x, size_t x_stride, int nc,
+                     float *y, size_t ldy) {
+    gemm_float(SLM_DT_F32, n, w, w_stride, nr, x, x_stride, nc, y, ldy);
+}
+
+static void gemm_f16(int64_t n, const void *w, size_t w_stride, int nr, const void *x, size_t x_stride, int nc,
+                     float *y, size_t ldy) {
+    gemm_float(SLM_DT_F16, n, w, w_stride, nr, x, x_stride, nc, y, ldy);
+}
+
+static void gemm_bf16(int64_t n, const void *w, size_t w_stride, int nr, const void *x, size_t x_stride, int nc,
+                      float *y, size_t ldy) {
+    gemm_float(SLM_DT_BF16, n, w, w_stride, nr, x, x_stride, nc, y, ldy);
+}
+
 void slm_qdot_fill_avx2(slm_kernels *k) {
     k->quant_act[SLM_DT_Q8_0] = quant_q8_0;
     k->quant_act[SLM_DT_Q8_1] = quant_q8_1;
@@ -407,4 +577,7 @@ void slm_qdot_fill_avx2(slm_kernels *k) {
     k->vec_dot[SLM_DT_BF16] = vec_dot_bf16;
     k->gemm[SLM_DT_Q4_1] = gemm_q4_1;
     k->gemm[SLM_DT_Q8_0] = gemm_q8_0;
+    k->gemm[SLM_DT_F32] = gemm_f32;
+    k->gemm[SLM_DT_F16] = gemm_f16;
+    k->gemm[SLM_DT_BF16] = gemm_bf16;
 }

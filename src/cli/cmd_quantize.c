@@ -1,0 +1,506 @@
+/* cmd_quantize.c - `slimlm quantize`: re-quantize a model's weight matrices to one of the
+ * llama.cpp-compatible types and write a new GGUF file (atomically, verified). */
+#include <ctype.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "common.h"
+#include "slimlm.h"
+#include "core/dtype.h"
+#include "core/gguf.h"
+#include "core/gguf_write.h"
+#include "core/sha256.h"
+#include "core/strbuf.h"
+#include "core/threadpool.h"
+
+
+static const char *const usage =
+    "usage: slimlm quantize -m IN -o OUT --type T [--keep RULE]... [--tensor-type NAME=T]... [-t N]\n"
+    "\n"
+    "Re-quantize every 2-D weight matrix (blk.*.attn_*.weight, blk.*.ffn_*.weight, token_embd.weight,\n"
+    "output.weight) of a GGUF model: each is dequantized to f32 and quantized to T with the reference\n"
+    "round-to-nearest quantizer. 1-D tensors (norms, biases) and other tensors are copied unchanged;\n"
+    "a matrix whose row length is not a multiple of T's block size keeps its dtype (reported). All\n"
+    "metadata is kept; general.file_type is set for T and slimlm.* keys record the run. Prints a\n"
+    "table of dtype, size and quantization error (RMSE relative to the weights' RMS) per tensor.\n"
+    "\n"
+    "  -m, --model IN         input GGUF model (required)\n"
+    "  -o, --out OUT          output file (written atomically; must differ from IN)\n"
+    "  --type T               f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1 (case-insensitive)\n"
+    "  --keep RULE[:T]        keep matching matrices at their input dtype (or at T); repeatable.\n"
+    "                         RULE is embd (token_embd.weight), output (output.weight),\n"
+    "                         layers=0,29 or layers=0-3 (every matrix of those layers), or a glob\n"
+    "                         on the tensor name (blk.*.ffn_down.weight)\n"
+    "  --tensor-type NAME=T   quantize tensors matching NAME (glob allowed) to T; repeatable;\n"
+    "                         takes precedence over --keep\n"
+    "  -t, --threads N        worker threads (default: all CPUs)\n"
+    "  -q, --quiet            no progress and no per-tensor table (totals only)\n"
+    "  -h, --help             this help\n";
+
+static const char *cmd = "quantize";
+
+/* Types the command produces, with their llama.cpp file-type (general.file_type) values. */
+static const struct {
+    uint32_t dtype;
+    uint32_t ftype;
+} out_types[] = {
+    {SLM_DT_F32, 0}, {SLM_DT_F16, 1}, {SLM_DT_Q4_0, 2}, {SLM_DT_Q4_1, 3},
+    {SLM_DT_Q8_0, 7}, {SLM_DT_Q5_0, 8}, {SLM_DT_Q5_1, 9}, {SLM_DT_BF16, 32},
+};
+
+/* An output type from a name, or -1 (unknown names and types without a quantizer). */
+static int parse_type(const char *name) {
+    int t = slm_dtype_from_name(name);
+    for (size_t i = 0; t >= 0 && i < sizeof out_types / sizeof *out_types; i++)
+        if (out_types[i].dtype == (uint32_t)t) return t;
+    return -1;
+}
+
+static uint32_t ftype_of(uint32_t dtype) {
+    for (size_t i = 0; i < sizeof out_types / sizeof *out_types; i++)
+        if (out_types[i].dtype == dtype) return out_types[i].ftype;
+    return 0;
+}
+
+/* ---- rules --------------------------------------------------------------------------- */
+
+enum { RULE_NAME, RULE_LAYERS, RULE_GLOB };
+
+typedef struct {
+    const char *text; /* as given */
+    int kind;
+    char pattern[256]; /* RULE_NAME: exact name; RULE_GLOB: glob */
+    unsigned char layers[1024]; /* RULE_LAYERS: flags per layer index */
+    int type;          /* -1: the input dtype */
+    int matched;
+} rule;
+
+/* Splits "RULE:T" into the rule and a type; a suffix that is not a type name is an error. */
+static bool split_type(const char *opt, const char *s, char *head, size_t cap, int *type, char sep) {
+    const char *c = strrchr(s, sep);
+    *type = -1;
+    size_t n = c ? (size_t)(c - s) : strlen(s);
+    if (c) {
+        if ((*type = parse_type(c + 1)) < 0) {
+            cli_fail(cmd, "%s '%s': unknown type '%s' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1)", opt, s, c + 1);
+            return false;
+        }
+    }
+    if (n == 0 || n >= cap) {
+        cli_fail(cmd, "%s '%s': empty or too long", opt, s);
+        return false;
+    }
+    memcpy(head, s, n);
+    head[n] = '\0';
+    return true;
+}
+
+static bool parse_layers(const char *opt, const char *full, const char *list, rule *r) {
+    const char *p = list;
+    if (!*p) return cli_fail(cmd, "%s '%s': no layer numbers after 'layers='", opt, full), false;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long a = strtol(p, &end, 10), b;
+        if (end == p || errno || a < 0 || a >= (long)sizeof r->layers || !isdigit((unsigned char)*p))
+            return cli_fail(cmd, "%s '%s': bad layer number at '%s'", opt, full, p), false;
+        b = a;
+        p = end;
+        if (*p == '-') {
+            const char *q = p + 1;
+            b = strtol(q, &end, 10);
+            if (end == q || errno || b < a || b >= (long)sizeof r->layers || !isdigit((unsigned char)*q))
+                return cli_fail(cmd, "%s '%s': bad layer range at '%s'", opt, full, q), false;
+            p = end;
+        }
+        for (long l = a; l <= b; l++) r->layers[l] = 1;
+        if (*p == ',') p++;
+        else if (*p) return cli_fail(cmd, "%s '%s': unexpected '%c' in the layer list", opt, full, *p), false;
+        else break;
+        if (!*p) return cli_fail(cmd, "%s '%s': trailing comma", opt, full), false;
+    }
+    return true;
+}
+
+static bool parse_keep(const char *s, rule *r) {
+    memset(r, 0, sizeof *r);
+    r->text = s;
+    char head[256];
+    if (!split_type("--keep", s, head, sizeof head, &r->type, ':')) return false;
+    if (!strcmp(head, "embd")) {
+        r->kind = RULE_NAME;
+        strcpy(r->pattern, "token_embd.weight");
+    } else if (!strcmp(head, "output")) {
+        r->kind = RULE_NAME;
+        strcpy(r->pattern, "output.weight");
+    } else if (!strncmp(head, "layers=", 7)) {
+        r->kind = RULE_LAYERS;
+        if (!parse_layers("--keep", s, head + 7, r)) return false;
+    } else {
+        r->kind = RULE_GLOB;
+        strcpy(r->pattern, head);
+    }
+    return true;
+}
+
+static bool parse_tensor_type(const char *s, rule *r) {
+    memset(r, 0, sizeof *r);
+    r->text = s;
+    r->kind = RULE_GLOB;
+    if (!strchr(s, '=')) return cli_fail(cmd, "--tensor-type '%s': expected NAME=TYPE", s), false;
+    if (!split_type("--tensor-type", s, r->pattern, sizeof r->pattern, &r->type, '=')) return false;
+    return true;
+}
+
+/* Layer index of "blk.N.*", or -1. */
+static long layer_of(const char *name) {
+    if (strncmp(name, "blk.", 4) || !isdigit((unsigned char)name[4])) return -1;
+    char *end;
+    long l = strtol(name + 4, &end, 10);
+    return *end == '.' ? l : -1;
+}
+
+static bool rule_matches(const rule *r, const char *name) {
+    switch (r->kind) {
+    case RULE_NAME: return !strcmp(r->pattern, name);
+    case RULE_LAYERS: {
+        long l = layer_of(name);
+        return l >= 0 && l < (long)sizeof r->layers && r->layers[l];
+    }
+    default: return fnmatch(r->pattern, name, 0) == 0;
+    }
+}
+
+/* The weight matrices that are quantized. */
+static bool is_weight_matrix(const slm_gguf_tensor *t, const char *name) {
+    if (t->n_dims != 2) return false;
+    if (!strcmp(name, "token_embd.weight") || !strcmp(name, "output.weight")) return true;
+    return layer_of(name) >= 0 && (fnmatch("blk.*.attn_*.weight", name, 0) == 0 ||
+                                   fnmatch("blk.*.ffn_*.weight", name, 0) == 0);
+}
+
+/* ---- conversion ---------------------------------------------------------------------- */
+
+typedef struct {
+    char name[128];
+    uint32_t in_type, out_type;
+    bool convert;        /* dequantized and re-quantized (else copied) */
+    const char *note;    /* why it was not converted as asked, or NULL */
+    int64_t n;           /* elements */
+    const void *src;
+    void *dst;           /* owned when convert */
+    size_t in_bytes, out_bytes;
+    double err2, ref2;   /* sum of squared error and of squared weights */
+} plan;
+
+/* One tensor's rows split over the pool; each thread keeps its own sums. */
+typedef struct {
+    plan *p;
+    int64_t rows, row_len;
+    size_t in_row, out_row;
+    float *scratch; /* [nth][2 * row_len] */
+    double *err2, *ref2; /* [nth] */
+} job;
+
+static void convert_rows(void *arg, int ith, int nth) {
+    job *j = arg;
+    const slm_dtype_traits *ti = slm_dtype_get(j->p->in_type), *to = slm_dtype_get(j->p->out_type);
+    float *x = j->scratch + (size_t)ith * 2 * (size_t)j->row_len, *y = x + j->row_len;
+    long lo, hi;
+    slm_pool_split((long)j->rows, ith, nth, 1, &lo, &hi);
+    double e2 = 0, r2 = 0;
+    for (long r = lo; r < hi; r++) {
+        const uint8_t *src = (const uint8_t *)j->p->src + (size_t)r * j->in_row;
+        uint8_t *dst = (uint8_t *)j->p->dst + (size_t)r * j->out_row;
+        ti->to_float(src, x, j->row_len);
+        to->from_float(x, dst, j->row_len);
+        to->to_float(dst, y, j->row_len);
+        for (int64_t i = 0; i < j->row_len; i++) {
+            double d = (double)x[i] - (double)y[i];
+            e2 += d * d;
+            r2 += (double)x[i] * (double)x[i];
+        }
+    }
+    j->err2[ith] = e2;
+    j->ref2[ith] = r2;
+}
+
+static slm_status convert(slm_pool *pool, plan *p, const slm_gguf_tensor *t) {
+    int nth = slm_pool_size(pool);
+    job j = {.p = p, .row_len = t->ne[0], .rows = t->ne[0] ? p->n / t->ne[0] : 0};
+    if (!slm_row_bytes(p->in_type, j.row_len, &j.in_row) || !slm_row_bytes(p->out_type, j.row_len, &j.out_row))
+        return slm_error(SLM_ERR_ARG, "tensor '%s': bad row length", p->name);
+    p->dst = malloc(p->out_bytes ? p->out_bytes : 1);
+    j.scratch = malloc((size_t)nth * 2 * (size_t)(j.row_len ? j.row_len : 1) * sizeof(float));
+    j.err2 = calloc((size_t)nth, sizeof(double));
+    j.ref2 = calloc((size_t)nth, sizeof(double));
+    slm_status s = SLM_OK;
+    if (!p->dst || !j.scratch || !j.err2 || !j.ref2) {
+        s = slm_error(SLM_ERR_NOMEM, "tensor '%s': out of memory (%zu bytes)", p->name, p->out_bytes);
+    } else if (j.rows) {
+        slm_pool_run(pool, convert_rows, &j);
+        for (int i = 0; i < nth; i++) {
+            p->err2 += j.err2[i];
+            p->ref2 += j.ref2[i];
+        }
+    }
+    free(j.scratch);
+    free(j.err2);
+    free(j.ref2);
+    return s;
+}
+
+/* ---- command ------------------------------------------------------------------------- */
+
+static void fmt_bytes(uint64_t b, char *buf, size_t cap) {
+    if (b >= 10u << 20) snprintf(buf, cap, "%.1f MiB", (double)b / (1 << 20));
+    else if (b >= 10u << 10) snprintf(buf, cap, "%.1f KiB", (double)b / (1 << 10));
+    else snprintf(buf, cap, "%" PRIu64 " B", b);
+}
+
+/* The directory part of path ("." when there is none). */
+static void dir_of(const char *path, char *buf, size_t cap) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(buf, cap, ".");
+    else if (slash == path) snprintf(buf, cap, "/");
+    else snprintf(buf, cap, "%.*s", (int)(slash - path), path);
+}
+
+int cmd_quantize(int argc, char **argv) {
+    const char *in = NULL, *out = NULL, *type_name = NULL;
+    long threads = 0;
+    bool quiet = false;
+    int n_keep = 0, n_tt = 0;
+    rule *keep = calloc((size_t)argc, sizeof *keep), *tt = calloc((size_t)argc, sizeof *tt);
+    int rc = 1;
+    slm_gguf *g = NULL;
+    slm_pool *pool = NULL;
+    slm_gguf_writer *w = NULL;
+    plan *plans = NULL;
+    slm_sb keep_text = {0};
+    if (!keep || !tt) {
+        cli_fail(cmd, "out of memory");
+        goto done;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage, stdout);
+            rc = 0;
+            goto done;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            if (!(in = cli_value(cmd, argc, argv, &i))) goto done;
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--out")) {
+            if (!(out = cli_value(cmd, argc, argv, &i))) goto done;
+        } else if (!strcmp(a, "--type")) {
+            if (!(type_name = cli_value(cmd, argc, argv, &i))) goto done;
+        } else if (!strcmp(a, "--keep")) {
+            if (!(v = cli_value(cmd, argc, argv, &i)) || !parse_keep(v, &keep[n_keep++])) goto done;
+        } else if (!strcmp(a, "--tensor-type")) {
+            if (!(v = cli_value(cmd, argc, argv, &i)) || !parse_tensor_type(v, &tt[n_tt++])) goto done;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, v, 1, 1024, &threads)) goto done;
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            quiet = true;
+        } else {
+            cli_fail(cmd, "unknown option '%s' (see --help)", a);
+            goto done;
+        }
+    }
+    if (!in) { cli_fail(cmd, "no input model (-m IN)"); goto done; }
+    if (!out) { cli_fail(cmd, "no output file (-o OUT)"); goto done; }
+    if (!type_name) { cli_fail(cmd, "no --type (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1)"); goto done; }
+    int main_type = parse_type(type_name);
+    if (main_type < 0) {
+        cli_fail(cmd, "unknown type '%s' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1)", type_name);
+        goto done;
+    }
+
+    /* Input and output: checked before any work. */
+    slm_status s = slm_gguf_open(in, &g);
+    if (s) { cli_fail_status(cmd, s); goto done; }
+    struct stat si, so;
+    if (!strcmp(in, out) || (stat(in, &si) == 0 && stat(out, &so) == 0 && si.st_dev == so.st_dev &&
+                             si.st_ino == so.st_ino)) {
+        cli_fail(cmd, "output %s is the input file; choose another name", out);
+        goto done;
+    }
+    if (stat(out, &so) == 0 && S_ISDIR(so.st_mode)) {
+        cli_fail(cmd, "output %s is a directory", out);
+        goto done;
+    }
+    char dir[4096];
+    dir_of(out, dir, sizeof dir);
+    struct stat sd;
+    if (stat(dir, &sd) != 0 || !S_ISDIR(sd.st_mode)) {
+        cli_fail(cmd, "output directory %s does not exist", dir);
+        goto done;
+    }
+    if (access(dir, W_OK) != 0) {
+        cli_fail(cmd, "output directory %s is not writable: %s", dir, strerror(errno));
+        goto done;
+    }
+
+    /* Plan every tensor. */
+    size_t nt = (size_t)g->n_tensors;
+    plans = calloc(nt ? nt : 1, sizeof *plans);
+    if (!plans) { cli_fail(cmd, "out of memory"); goto done; }
+    for (size_t i = 0; i < nt; i++) {
+        const slm_gguf_tensor *t = &g->tensors[i];
+        plan *p = &plans[i];
+        if (t->name.len >= sizeof p->name) {
+            cli_fail(cmd, "tensor #%zu: name longer than %zu bytes", i, sizeof p->name - 1);
+            goto done;
+        }
+        slm_gguf_str_copy(t->name, p->name, sizeof p->name);
+        p->in_type = p->out_type = t->type;
+        p->n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+        p->src = t->data;
+        p->in_bytes = p->out_bytes = t->nbytes;
+        /* --tensor-type first, then --keep, then the main type for weight matrices. */
+        int want = -1;
+        bool keep_input = false;
+        for (int r = 0; r < n_tt && want < 0; r++)
+            if (rule_matches(&tt[r], p->name)) {
+                tt[r].matched++;
+                want = tt[r].type;
+            }
+        if (want < 0 && is_weight_matrix(t, p->name)) {
+            want = main_type;
+            for (int r = 0; r < n_keep; r++)
+                if (rule_matches(&keep[r], p->name)) {
+                    keep[r].matched++;
+                    want = keep[r].type;
+                    keep_input = want < 0;
+                    break;
+                }
+        }
+        /* A matrix asked for its own type is still re-quantized (it reproduces its grid). */
+        if (want < 0 || keep_input) continue;
+        const slm_dtype_traits *ti = slm_dtype_get(t->type), *to = slm_dtype_get((uint32_t)want);
+        size_t row;
+        if (!ti->to_float) {
+            p->note = "input dtype cannot be dequantized; kept";
+        } else if (t->ne[0] % to->block_size != 0) {
+            p->note = "row length not a multiple of the block size; kept";
+        } else if (!slm_row_bytes((uint32_t)want, t->ne[0], &row) ||
+                   __builtin_mul_overflow(row, (size_t)(p->n / (t->ne[0] ? t->ne[0] : 1)), &p->out_bytes)) {
+            cli_fail(cmd, "tensor '%s': size overflows", p->name);
+            goto done;
+        } else {
+            p->out_type = (uint32_t)want;
+            p->convert = true;
+        }
+        if (!p->convert) p->out_bytes = p->in_bytes;
+    }
+    for (int r = 0; r < n_tt; r++)
+        if (!tt[r].matched) {
+            cli_fail(cmd, "--tensor-type '%s' matches no tensor", tt[r].text);
+            goto done;
+        }
+    for (int r = 0; r < n_keep; r++) {
+        if (!keep[r].matched && keep[r].kind != RULE_NAME) {
+            cli_fail(cmd, "--keep '%s' matches no weight matrix", keep[r].text);
+            goto done;
+        }
+        slm_sb_printf(&keep_text, "%s%s", r ? " " : "", keep[r].text);
+    }
+
+    /* Convert. */
+    if ((s = slm_pool_create((int)threads, &pool))) { cli_fail_status(cmd, s); goto done; }
+    const bool tty = isatty(2) && !quiet;
+    for (size_t i = 0; i < nt; i++) {
+        plan *p = &plans[i];
+        if (tty) fprintf(stderr, "\r\033[Kquantize: [%zu/%zu] %s", i + 1, nt, p->name);
+        else if (!quiet && p->convert)
+            fprintf(stderr, "quantize: [%zu/%zu] %s %s -> %s\n", i + 1, nt, p->name, slm_dtype_name(p->in_type),
+                    slm_dtype_name(p->out_type));
+        if (p->convert && (s = convert(pool, p, &g->tensors[i]))) {
+            if (tty) fputc('\n', stderr);
+            cli_fail_status(cmd, s);
+            goto done;
+        }
+    }
+    if (tty) fprintf(stderr, "\r\033[K");
+
+    /* Metadata and tensors to the writer. */
+    char sha[65];
+    slm_sha256_hex(g->buf, g->size, sha);
+    if ((s = slm_gguf_writer_create(&w)) || (s = slm_gguf_writer_copy_kvs(w, g)) ||
+        (s = slm_gguf_writer_set_u32(w, "general.file_type", ftype_of((uint32_t)main_type))) ||
+        (s = slm_gguf_writer_set_str(w, "slimlm.quantize.type", slm_dtype_name((uint32_t)main_type))) ||
+        (s = slm_gguf_writer_set_str(w, "slimlm.quantize.keep", keep_text.p ? keep_text.p : "")) ||
+        (s = slm_gguf_writer_set_str(w, "slimlm.source.sha256", sha)) ||
+        (s = slm_gguf_writer_set_str(w, "slimlm.version", SLM_VERSION))) {
+        cli_fail_status(cmd, s);
+        goto done;
+    }
+    if (keep_text.oom) { cli_fail(cmd, "out of memory"); goto done; }
+    for (size_t i = 0; i < nt; i++) {
+        const slm_gguf_tensor *t = &g->tensors[i];
+        plan *p = &plans[i];
+        if ((s = slm_gguf_writer_add_tensor(w, p->name, t->n_dims, t->ne, p->out_type, p->convert ? p->dst : p->src,
+                                            p->out_bytes))) {
+            cli_fail_status(cmd, s);
+            goto done;
+        }
+    }
+    if ((s = slm_gguf_writer_write(w, out))) { cli_fail_status(cmd, s); goto done; }
+
+    /* Summary. */
+    uint64_t tin = 0, tout = 0, n_all = 0, q_n = 0, q_out = 0;
+    double q_err2 = 0, q_ref2 = 0;
+    int n_conv = 0;
+    if (!quiet) printf("%-28s %-15s %12s %12s %10s\n", "tensor", "dtype", "bytes in", "bytes out", "rel rmse");
+    for (size_t i = 0; i < nt; i++) {
+        const plan *p = &plans[i];
+        tin += p->in_bytes;
+        tout += p->out_bytes;
+        n_all += (uint64_t)p->n;
+        if (p->convert) {
+            n_conv++;
+            q_n += (uint64_t)p->n;
+            q_out += p->out_bytes;
+            q_err2 += p->err2;
+            q_ref2 += p->ref2;
+        }
+        if (quiet && !p->note) continue;
+        char dt[32], err[32] = "-";
+        snprintf(dt, sizeof dt, "%s -> %s", slm_dtype_name(p->in_type), slm_dtype_name(p->out_type));
+        if (p->convert) snprintf(err, sizeof err, "%.6f", p->ref2 > 0 ? sqrt(p->err2 / p->ref2) : 0.0);
+        printf("%-28s %-15s %12zu %12zu %10s%s%s\n", p->name, dt, p->in_bytes, p->out_bytes, err,
+               p->note ? "  " : "", p->note ? p->note : "");
+    }
+    char a[32], b[32];
+    fmt_bytes(tin, a, sizeof a);
+    fmt_bytes(tout, b, sizeof b);
+    printf("total: %zu tensors (%d quantized to %s or overrides), %" PRIu64 " -> %" PRIu64 " bytes (%s -> %s), "
+           "%.3f -> %.3f bits per weight\n",
+           nt, n_conv, slm_dtype_name((uint32_t)main_type), tin, tout, a, b,
+           n_all ? 8.0 * (double)tin / (double)n_all : 0.0, n_all ? 8.0 * (double)tout / (double)n_all : 0.0);
+    if (q_n)
+        printf("quantized matrices: %" PRIu64 " weights, %.3f bits per weight, rel rmse %.6f\n", q_n,
+               8.0 * (double)q_out / (double)q_n, q_ref2 > 0 ? sqrt(q_err2 / q_ref2) : 0.0);
+    printf("wrote %s\n", out);
+    rc = 0;
+done:
+    if (plans)
+        for (size_t i = 0; i < (size_t)g->n_tensors; i++) free(plans[i].dst);
+    free(plans);
+    slm_gguf_writer_free(w);
+    slm_pool_free(pool);
+    slm_gguf_free(g);
+    slm_sb_free(&keep_text);
+    free(keep);
+    free(tt);
+    return rc;
+}
