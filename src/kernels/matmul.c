@@ -86,6 +86,16 @@ static void gemm_task(void *arg, int ith, int nth) {
     long lo, hi;
     slm_pool_split(w->rows, ith, nth, ROW_ALIGN, &lo, &hi);
     slm_gemm_fn g = j->mm->k->gemm[w->type];
+    if (j->n_tok < 4 && j->act == SLM_DT_F32) {
+        /* float weights with one or a few tokens: streaming each row through vec_dot beats the
+         * register-tiled gemm, whose tiles are built for many activation rows */
+        slm_vec_dot_fn dot = j->mm->k->vec_dot[w->type];
+        for (long r = lo; r < hi; r++)
+            for (int t = 0; t < j->n_tok; t++)
+                j->y[(size_t)t * w->rows + r] = dot((const char *)w->data + (size_t)r * w->row_bytes,
+                                                    (const char *)j->mm->act + (size_t)t * j->act_bytes, w->cols);
+        return;
+    }
     for (long r = lo; r < hi; r += ROW_TILE) {
         int nr = (int)(hi - r < ROW_TILE ? hi - r : ROW_TILE);
         g(w->cols, (const char *)w->data + (size_t)r * w->row_bytes, w->row_bytes, nr, j->mm->act, j->act_bytes,
