@@ -86,6 +86,6 @@ demo: $(BUILD)/slimlm
 	$(BUILD)/slimlm run -p "The capital of France is" -n 32
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-*
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
