@@ -45,7 +45,7 @@ int cmd_perplexity(int argc, char **argv) {
         } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
             if (!(file = cli_value(cmd, argc, argv, &i))) return 1;
         } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
-            if (!(val = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, val, 4, 1 << 20, &v)) return 1;
+            if (!(val = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, val, 4, 1 << 15, &v)) return 1;
             pp.n_ctx = (int)v;
         } else if (!strcmp(a, "--chunks")) {
             if (!(val = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, val, 1, 1 << 30, &v)) return 1;
@@ -69,7 +69,7 @@ int cmd_perplexity(int argc, char **argv) {
     if (!text) return 1;
     cli_engine e;
     eo.ctx.n_ctx = pp.n_ctx;
-    eo.ctx.max_batch = pp.n_ctx;
+    eo.ctx.max_batch = pp.n_ctx < 512 ? pp.n_ctx : 512;
     if (!cli_engine_load(cmd, &eo, true, &e)) {
         free(text);
         return 1;
