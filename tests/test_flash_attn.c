@@ -8,7 +8,8 @@
  * Shapes: head_dim 32/64/128 (and odd sizes for the row kernel), GQA ratios 1/3/4, query
  * counts and start positions that are not multiples of the tiles, KV block sizes 1/5/16,
  * block tables shuffled over the pool, forked sequences sharing blocks, decode split across
- * 1..4 threads for lengths 1..2000. Every compiled variant (scalar, AVX2) runs. */
+ * 1..4 threads for lengths 1..2000. Every variant this CPU runs (scalar, AVX2, AVX-512) runs;
+ * the AVX2 and AVX-512 row kernels are also compared with the scalar twin directly. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -108,8 +109,10 @@ static double rel_err_f(const float *x, const float *y, size_t n) {
     return err / (mx > 0 ? mx : 1);
 }
 
+/* variant 0 scalar, 1 AVX2, 2 AVX-512 (row kernel; the rest of the path is AVX2) */
 static int n_variants;
-static bool variants[2];
+static int variants[3];
+static const char *const variant_names[3] = {"scalar", "avx2", "avx512"};
 
 /* Prefill with items run in a scrambled order and split in uneven ranges. */
 static void run_prefill(slm_fa_args *a, float *scratch) {
@@ -130,17 +133,17 @@ static void prefill_case(slm_kv *kv, const slm_seq *s, int layer, int n_tok, int
     for (size_t i = 0; i < n_out; i++) q[i] = 2.0f * rnd_f();
     ref_attention(kv, s, layer, q, n_tok, pos0, nh, nkv, hd, ref);
     for (int vi = 0; vi < n_variants; vi++) {
-        slm_fa_args a = {kv, s, layer, q, n_tok, pos0, nh, nkv, hd, out, variants[vi]};
+        slm_fa_args a = {kv, s, layer, q, n_tok, pos0, nh, nkv, hd, out, variants[vi] >= 1, variants[vi] == 2};
         for (size_t i = 0; i < n_out; i++) out[i] = NAN;
         run_prefill(&a, scratch);
         double e = rel_err(out, ref, n_out);
         CHECK(e <= TOL, "%s: tiled %s vs double: rel err %.3g (hd %d, heads %d/%d, n_tok %d, pos0 %d, block %d, %s)",
-              what, variants[vi] ? "avx2" : "scalar", e, hd, nh, nkv, n_tok, pos0, kv->block_size,
+              what, variant_names[variants[vi]], e, hd, nh, nkv, n_tok, pos0, kv->block_size,
               kv->type == SLM_KV_F16 ? "f16" : "f32");
-        slm_attention(kv, s, layer, q, n_tok, pos0, nh, nkv, hd, naive, scores, 0, (long)n_tok * nh, variants[vi]);
+        slm_attention(kv, s, layer, q, n_tok, pos0, nh, nkv, hd, naive, scores, 0, (long)n_tok * nh, variants[vi] >= 1);
         e = rel_err_f(out, naive, n_out);
         CHECK(e <= TOL, "%s: tiled vs naive %s: rel err %.3g (hd %d, heads %d/%d, n_tok %d, pos0 %d, block %d)", what,
-              variants[vi] ? "avx2" : "scalar", e, hd, nh, nkv, n_tok, pos0, kv->block_size);
+              variant_names[variants[vi]], e, hd, nh, nkv, n_tok, pos0, kv->block_size);
     }
     free(q), free(out), free(naive), free(ref), free(scratch), free(scores);
 }
@@ -253,7 +256,7 @@ static void test_decode(void) {
                 double en = rel_err(naive, ref, qd);
                 if (en > worst_naive) worst_naive = en;
                 for (int vi = 0; vi < n_variants; vi++) {
-                    slm_fa_args a = {kv, &s, 0, q, 1, L - 1, nh, nkv, hd, out, variants[vi]};
+                    slm_fa_args a = {kv, &s, 0, q, 1, L - 1, nh, nkv, hd, out, variants[vi] >= 1, variants[vi] == 2};
                     const int nth = 1 + (cases + vi) % 4;
                     decode_job j = {&a, L, scratch, parts, sn, pn};
                     slm_pool_run(pools[nth - 1], decode_task, &j);
@@ -263,7 +266,7 @@ static void test_decode(void) {
                     if (!(e <= TOL && e2 <= TOL)) {
                         bad++;
                         fprintf(stderr, "decode len %d threads %d %s: err %.3g vs double, %.3g vs naive\n", L, nth,
-                                variants[vi] ? "avx2" : "scalar", e, e2);
+                                variant_names[variants[vi]], e, e2);
                     }
                     cases++;
                 }
@@ -296,25 +299,49 @@ static void test_merge(void) {
     CHECK(out[3] == 0 && out[4] == 0 && out[5] == 0, "a head with no keys gives zeros");
 }
 
-/* The AVX2 row kernel against its scalar twin, odd head sizes and tails included; exp. */
+/* The AVX2 / AVX-512 row kernels against the scalar twin, odd head sizes and tails included
+ * (m, l within 1e-5 relative; o within 1e-5 (max |o| + l), l bounding the size of the terms
+ * summed into o, which may cancel), from a fresh state (m = -inf) and a running one; exp. */
+static double max_abs(const float *x, int n) {
+    double m = 0;
+    for (int i = 0; i < n; i++)
+        if (fabs(x[i]) > m) m = fabs(x[i]);
+    return m;
+}
+static double max_abs_diff(const float *x, const float *y, int n) {
+    double m = 0;
+    for (int i = 0; i < n; i++) {
+        const double e = fabs((double)x[i] - y[i]);
+        if (!(e <= m)) m = e; /* NaN propagates */
+    }
+    return m;
+}
+
 static void test_row_kernels(void) {
 #if defined(__x86_64__)
     if (n_variants < 2) return;
-    static const int hds[] = {8, 20, 32, 36, 64, 72, 128};
-    int bad = 0;
-    for (int hi = 0; hi < 7; hi++)
-        for (int n = 1; n <= 70; n += 3) {
-            const int hd = hds[hi];
-            float q[128], K[70 * 128], V[70 * 128], s[70], o1[128], o2[128];
-            for (int d = 0; d < hd; d++) q[d] = rnd_f(), o1[d] = o2[d] = rnd_f();
-            for (int i = 0; i < n * hd; i++) K[i] = 3 * rnd_f(), V[i] = rnd_f();
-            float m1 = 0.3f, m2 = 0.3f, l1 = 1.5f, l2 = 1.5f;
-            slm_fa_row_ref(q, K, V, n, hd, s, &m1, &l1, o1);
-            slm_fa_row_avx2(q, K, V, n, hd, s, &m2, &l2, o2);
-            bad += fabsf(m1 - m2) > 1e-5f * (1 + fabsf(m1)) || fabsf(l1 - l2) > 1e-5f * l1;
-            bad += rel_err_f(o2, o1, (size_t)hd) > 1e-5;
-        }
-    CHECK(bad == 0, "avx2 row kernel matches the scalar twin (%d mismatches)", bad);
+    static const int hds[] = {1, 8, 15, 16, 20, 32, 36, 48, 64, 72, 80, 100, 128};
+    for (int vi = 1; vi < n_variants; vi++) {
+        int bad = 0, cases = 0;
+        for (int hi = 0; hi < 13; hi++)
+            for (int n = 1; n <= 70; n += (n < 20 ? 1 : 3))
+                for (int fresh = 0; fresh < 2; fresh++, cases++) {
+                    const int hd = hds[hi];
+                    float q[128], K[70 * 128], V[70 * 128], s[70], o1[128], o2[128];
+                    for (int d = 0; d < hd; d++) q[d] = rnd_f(), o1[d] = o2[d] = fresh ? 0 : rnd_f();
+                    for (int i = 0; i < n * hd; i++) K[i] = 3 * rnd_f(), V[i] = rnd_f();
+                    float m1 = fresh ? -INFINITY : 0.3f, m2 = m1, l1 = fresh ? 0 : 1.5f, l2 = l1;
+                    slm_fa_row_ref(q, K, V, n, hd, s, &m1, &l1, o1);
+                    if (variants[vi] == 2)
+                        slm_fa_row_avx512(q, K, V, n, hd, s, &m2, &l2, o2);
+                    else
+                        slm_fa_row_avx2(q, K, V, n, hd, s, &m2, &l2, o2);
+                    bad += !(fabsf(m1 - m2) <= 1e-5f * (1 + fabsf(m1)) && fabsf(l1 - l2) <= 1e-5f * l1);
+                    bad += !(max_abs_diff(o2, o1, hd) <= 1e-5 * (max_abs(o1, hd) + l1));
+                }
+        CHECK(bad == 0, "%s row kernel matches the scalar twin (%d mismatches in %d cases)", variant_names[variants[vi]],
+              bad, cases);
+    }
     double worst = 0;
     float x[1000];
     for (int i = 0; i < 1000; i++) x[i] = -87.0f + 87.0f * (float)i / 999.0f;
@@ -334,11 +361,14 @@ static void test_row_kernels(void) {
 }
 
 int main(void) {
-    variants[n_variants++] = false;
+    variants[n_variants++] = 0;
 #if defined(__x86_64__)
-    if (slm_attention_simd_available()) variants[n_variants++] = true;
+    if (slm_attention_simd_available()) variants[n_variants++] = 1;
+    if (slm_attention_simd_available() && slm_fa_avx512_available()) variants[n_variants++] = 2;
 #endif
-    printf("variants: scalar%s\n", n_variants > 1 ? ", avx2" : "");
+    printf("variants:");
+    for (int i = 0; i < n_variants; i++) printf(" %s", variant_names[variants[i]]);
+    printf("\n");
     test_row_kernels();
     test_merge();
     test_prefill_shapes();

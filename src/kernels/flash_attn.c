@@ -1,11 +1,12 @@
 /* flash_attn.c - tiled online-softmax attention over the paged KV cache (prefill and split-key
- * decode), scalar reference row kernel, run-time choice of the AVX2 row kernel. */
+ * decode), scalar reference row kernel, run-time choice of the AVX2 or AVX-512 row kernel. */
 #include "flash_attn.h"
 
 #include <math.h>
 #include <string.h>
 
 #include "../core/dtype.h"
+#include "qdot.h"
 
 /* Per-thread scratch, in floats:
  *   Kt, Vt [KTILE][hd]   the current key / value tile of one KV head, as float
@@ -15,6 +16,14 @@
 size_t slm_fa_scratch_floats(int n_heads, int n_kv_heads, int head_dim) {
     const size_t hd = (size_t)head_dim, rows = (size_t)(n_heads / n_kv_heads) * SLM_FA_QTILE;
     return 2 * SLM_FA_KTILE * hd + SLM_FA_KTILE + 2 * rows * hd + 2 * rows;
+}
+
+bool slm_fa_avx512_available(void) {
+#if defined(__x86_64__)
+    return slm_kernels_get(SLM_ISA_AVX512) != NULL;
+#else
+    return false;
+#endif
 }
 
 size_t slm_fa_part_floats(int n_heads, int head_dim) { return (size_t)n_heads * ((size_t)head_dim + 2); }
@@ -69,6 +78,10 @@ void slm_fa_row_ref(const float *q, const float *K, const float *V, int n, int h
 static void row(const slm_fa_args *a, const float *q, const float *K, const float *V, int n, float *s, float *m,
                 float *l, float *o) {
 #if defined(__x86_64__)
+    if (a->simd && a->avx512) {
+        slm_fa_row_avx512(q, K, V, n, a->head_dim, s, m, l, o);
+        return;
+    }
     if (a->simd) {
         slm_fa_row_avx2(q, K, V, n, a->head_dim, s, m, l, o);
         return;

@@ -32,7 +32,9 @@
 /* One attention call: queries q [n_tok][n_heads*head_dim] at positions pos0.., keys and
  * values of layer `layer` of `seq` (positions 0..pos0+n_tok-1 stored), output out
  * [n_tok][n_heads*head_dim]. Query head h reads KV head h / (n_heads / n_kv_heads).
- * simd: use the AVX2 kernels (only if slm_attention_simd_available()). */
+ * simd: use the AVX2 kernels (only if slm_attention_simd_available()).
+ * avx512: with simd, use the AVX-512 row kernel instead (only if slm_fa_avx512_available());
+ * a field left zero keeps the AVX2 one. */
 typedef struct {
     const slm_kv *kv;
     const slm_seq *seq;
@@ -42,7 +44,11 @@ typedef struct {
     int n_heads, n_kv_heads, head_dim;
     float *out;
     bool simd;
+    bool avx512;
 } slm_fa_args;
+
+/* Whether the AVX-512 row kernel can run here (the AVX-512 kernel table exists). */
+bool slm_fa_avx512_available(void);
 
 /* Floats of per-thread scratch for prefill and decode parts (independent of the context). */
 size_t slm_fa_scratch_floats(int n_heads, int n_kv_heads, int head_dim);
@@ -68,6 +74,9 @@ void slm_fa_row_ref(const float *q, const float *K, const float *V, int n, int h
                     float *o);
 void slm_fa_row_avx2(const float *q, const float *K, const float *V, int n, int hd, float *s, float *m, float *l,
                      float *o);
+/* AVX-512 twin of the row kernel (AVX-512 F/VL). */
+void slm_fa_row_avx512(const float *q, const float *K, const float *V, int n, int hd, float *s, float *m, float *l,
+                       float *o);
 /* dst[i] = f16 src[i] as float (AVX2 + F16C). */
 void slm_fa_f16_to_f32_avx2(float *dst, const uint16_t *src, int n);
 /* exp of n floats (AVX2 polynomial, about 2 ulp; scalar twin: expf). */

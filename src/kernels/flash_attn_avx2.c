@@ -4,35 +4,15 @@
 #include <math.h>
 
 #include "flash_attn.h"
-
-/* exp(x) for x in about [-87.3, 88]: x = n ln2 + r, |r| <= ln2/2, exp(r) by a degree-7
- * polynomial (minimax coefficients of the classic single-precision expf), times 2^n. Inputs
- * below -87.3 give 2^-126 * exp(r), which the callers only ever add to sums of order 1. */
-static inline __m256 exp256(__m256 x) {
-    x = _mm256_min_ps(x, _mm256_set1_ps(88.0f));
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.33654f));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
-    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-}
+#include "simd_exp.h"
 
 void slm_fa_exp_avx2(float *x, int n) {
     int i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, exp256(_mm256_loadu_ps(x + i)));
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, slm_exp256(_mm256_loadu_ps(x + i)));
     if (i < n) {
         float t[8] = {0};
         for (int j = i; j < n; j++) t[j - i] = x[j];
-        _mm256_storeu_ps(t, exp256(_mm256_loadu_ps(t)));
+        _mm256_storeu_ps(t, slm_exp256(_mm256_loadu_ps(t)));
         for (int j = i; j < n; j++) x[j] = t[j - i];
     }
 }
@@ -89,7 +69,7 @@ void slm_fa_row_avx2(const float *q, const float *K, const float *V, int n, int 
     const __m256 vmx = _mm256_set1_ps(mx);
     __m256 vsum = _mm256_setzero_ps();
     for (c = 0; c + 8 <= n; c += 8) {
-        const __m256 p = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + c), vmx));
+        const __m256 p = slm_exp256(_mm256_sub_ps(_mm256_loadu_ps(s + c), vmx));
         _mm256_storeu_ps(s + c, p);
         vsum = _mm256_add_ps(vsum, p);
     }

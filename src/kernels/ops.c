@@ -1,10 +1,47 @@
-/* ops.c - elementwise and normalization kernels (scalar). */
+/* ops.c - elementwise and normalization kernels: scalar twins and run-time choice of the
+ * AVX2 / AVX-512 ones. */
 #include "ops.h"
 
 #include <math.h>
 #include <stddef.h>
 
+#include "qdot.h"
+
+/* 2 with the AVX-512 kernel table, 1 with the AVX2 one, else 0. */
+static int simd_level(void) {
+#if defined(__x86_64__)
+    if (slm_kernels_get(SLM_ISA_AVX512)) return 2;
+    if (slm_kernels_get(SLM_ISA_AVX2)) return 1;
+#endif
+    return 0;
+}
+
 void slm_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+#if defined(__x86_64__)
+    if (simd_level() >= 1) {
+        slm_rmsnorm_avx2(out, x, w, n, eps);
+        return;
+    }
+#endif
+    slm_rmsnorm_ref(out, x, w, n, eps);
+}
+
+void slm_swiglu(float *gate, const float *up, int n) {
+#if defined(__x86_64__)
+    const int lv = simd_level();
+    if (lv == 2) {
+        slm_swiglu_avx512(gate, up, n);
+        return;
+    }
+    if (lv == 1) {
+        slm_swiglu_avx2(gate, up, n);
+        return;
+    }
+#endif
+    slm_swiglu_ref(gate, up, n);
+}
+
+void slm_rmsnorm_ref(float *out, const float *x, const float *w, int n, float eps) {
     double ss = 0;
     for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
     float scale = (float)(1.0 / sqrt(ss / n + eps));
@@ -46,7 +83,7 @@ void slm_softmax(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
-void slm_swiglu(float *gate, const float *up, int n) {
+void slm_swiglu_ref(float *gate, const float *up, int n) {
     for (int i = 0; i < n; i++) {
         float g = gate[i];
         gate[i] = g / (1.0f + expf(-g)) * up[i];

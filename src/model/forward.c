@@ -137,7 +137,7 @@ static void attention(slm_ctx *c, int layer, int n, int pos0) {
     const int nth = slm_pool_size(c->pool);
     attn_job aj = {c,
                    {c->kv, &c->seq, layer, c->q, n, pos0, cfg->n_heads, cfg->n_kv_heads, cfg->head_dim, c->att,
-                    c->simd_attn},
+                    c->simd_attn, c->simd_attn && c->isa == SLM_ISA_AVX512 && slm_fa_avx512_available()},
                    n == 1 && nth > 1 && pos0 + 1 >= SLM_FA_SPLIT_MIN};
     slm_pool_run(c->pool, attention_task, &aj);
     if (aj.split_keys) slm_fa_decode_merge(c->fa_parts, nth, cfg->n_heads, cfg->head_dim, c->att);
