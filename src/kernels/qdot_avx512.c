@@ -400,9 +400,198 @@ static void gemm_q4_1(int64_t n, const void *w, size_t w_stride, int nr, const v
     gemm_blocks(true, n, w, w_stride, nr, x, x_stride, nc, y, ldy);
 }
 
+/* ---- gemm for Q8_0 ----------------------------------------------------------------------
+ * Tiles of 4 weight rows x 4 activation rows over chunks of blocks, as above, but with the two
+ * blocks of a register interleaved by 32-bit lane: even lanes hold block b, odd lanes block
+ * b + 1 (the same permutation of bytes is applied to weights and activations, so each lane
+ * still dots 4 matching bytes). The scale of lane pair (b, b + 1) is then one 64-bit
+ * broadcast, and the products d_w * d_x of a whole tile are computed before its dot loop,
+ * 16 to a register, into a small buffer.
+ * The bias correction -128 * sum(x) of each activation block is computed once per chunk and
+ * enters dpbusd as the starting value of one lane of its block (lanes 0 and 1, one masked
+ * load), so the integer sum of each block stays exact. The activation quants are interleaved
+ * once per chunk into a buffer, and with at least two tiles of activation rows so are the
+ * quants + 128 of a weight tile. The 4 sums of a tile's activation row are reduced together and
+ * stored as 4 adjacent outputs. With fewer than CT activation rows the tile setup would not
+ * pay off, and gemm_blocks is used. */
+
+enum { KP = KB / 2 + 1 }; /* block pairs per chunk, with room for an odd last block */
+
+/* the scales of a pair of blocks for a weight tile fill 8 floats; sum4_ps reduces 4 rows */
+_Static_assert(RT == 4, "the Q8_0 tile has 4 weight rows");
+
+typedef struct {
+    float xd[CB][KB + 2];    /* activation rows: d; entries from kn on are 0 */
+    int32_t xc[CB][KB + 2];  /* activation rows: -128 * sum(q); entries from kn on are 0 */
+    float wd[KP][RT][2];     /* weight rows of a tile: d of blocks 2p and 2p + 1 (0 from kn on) */
+    float s[KP][CT][RT][2];  /* a tile's products d_w * d_x, per pair of blocks */
+    __m512i wq[KP][RT];      /* weight rows of a tile: quants + 128 of blocks 2p and 2p + 1 interleaved */
+    __m512i xq[CB][KP];      /* activation rows: quants of blocks 2p and 2p + 1 interleaved */
+} q8_scales;
+
+/* -128 * the sum of the 32 quants of a Q8_0 block */
+static inline int32_t q8_bias_sum(const uint8_t *q) {
+    const __m256i u = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)q), _mm256_set1_epi8((char)0x80));
+    const __m256i s = _mm256_sad_epu8(u, _mm256_setzero_si256()); /* 4 partial sums of q + 128 */
+    const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    const int32_t t = (int32_t)_mm_cvtsi128_si64(_mm_add_epi64(h, _mm_unpackhi_epi64(h, h)));
+    return -128 * (t - 32 * 128);
+}
+
+/* the 32 quants of the blocks at p0 and p1 interleaved by 32-bit lane */
+static inline __m512i load_pair_il(const uint8_t *p0, const uint8_t *p1) {
+    const __m512i idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    return _mm512_permutex2var_epi32(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)p0)), idx,
+                                     _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)p1)));
+}
+
+/* the 64 bits at p in every 64-bit lane */
+static inline __m512 bcast_pair(const float *p) {
+    return _mm512_castsi512_ps(_mm512_broadcastq_epi64(_mm_loadl_epi64((const __m128i *)(const void *)p)));
+}
+
+/* the sums of a, b, c, d in lanes 0, 1, 2, 3 */
+static inline __m128 sum4_ps(__m512 a, __m512 b, __m512 c, __m512 d) {
+    const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));
+    const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xee));
+    /* 128-bit quarter i holds 4 partial sums of the i-th argument */
+    __m512 t = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xdd));
+    t = _mm512_add_ps(t, _mm512_permute_ps(t, 0xb1));
+    t = _mm512_add_ps(t, _mm512_permute_ps(t, 0x4e));
+    const __m512i first = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    return _mm512_castps512_ps128(_mm512_permutexvar_ps(first, t));
+}
+
+/* Sums over kn blocks for a tile of rn weight rows x cn activation rows (constants after
+ * inlining); out[c][r] is the sum of weight row r with activation row c, 0 for r >= rn.
+ * sc->wd holds the tile's weight scales, and with packed its quants in sc->wq, else they are
+ * read from w; xc: index of the first activation row in sc (whose quants are in sc->xq). */
+static inline __attribute__((always_inline)) void tile_q8(const int rn, const int cn, const bool packed, int kn,
+                                                          const uint8_t *const *w, q8_scales *sc, int xc,
+                                                          float out[CT][RT]) {
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    const int np = (kn + 1) / 2;
+    for (int p = 0; p < np; p++) {
+        const __m512 wv = _mm512_broadcast_f32x8(_mm256_loadu_ps(&sc->wd[p][0][0]));
+        UNROLL
+        for (int c = 0; c < cn; c += 2) {
+            const int c1 = c + 1 < cn ? c + 1 : c;
+            const __m512 xv = _mm512_mask_mov_ps(bcast_pair(&sc->xd[xc + c][2 * p]), 0xff00,
+                                                 bcast_pair(&sc->xd[xc + c1][2 * p]));
+            const __m512 s = _mm512_mul_ps(wv, xv);
+            if (c + 1 < cn) _mm512_storeu_ps(&sc->s[p][c][0][0], s);
+            else _mm256_storeu_ps(&sc->s[p][c][0][0], _mm512_castps512_ps256(s));
+        }
+    }
+    __m512 acc[RT][CT];
+    UNROLL
+    for (int r = 0; r < RT; r++)
+        UNROLL
+        for (int c = 0; c < CT; c++) acc[r][c] = _mm512_setzero_ps();
+    for (int p = 0; p < np; p++) {
+        const size_t o0 = (size_t)(2 * p) * Q8_0_BYTES + 2;
+        const size_t o1 = 2 * p + 1 < kn ? o0 + Q8_0_BYTES : o0;
+        __m512i wq[RT];
+        UNROLL
+        for (int r = 0; r < rn; r++)
+            wq[r] = packed ? sc->wq[p][r] : _mm512_xor_si512(load_pair_il(w[r] + o0, w[r] + o1), bias);
+        UNROLL
+        for (int c = 0; c < cn; c++) {
+            const __m512i xv = sc->xq[xc + c][p];
+            const __m512i init = _mm512_maskz_loadu_epi32(0x3, &sc->xc[xc + c][2 * p]);
+            UNROLL
+            for (int r = 0; r < rn; r++) {
+                const __m512 s = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(init, wq[r], xv));
+                acc[r][c] = _mm512_fmadd_ps(bcast_pair(sc->s[p][c][r]), s, acc[r][c]);
+            }
+        }
+    }
+    UNROLL
+    for (int c = 0; c < cn; c++) _mm_storeu_ps(out[c], sum4_ps(acc[0][c], acc[1][c], acc[2][c], acc[3][c]));
+}
+
+/* tile_q8 for a run-time number of weight rows rn <= RT */
+static inline __attribute__((always_inline)) void tile_q8_rows(int rn, const int cn, const bool packed, int kn,
+                                                               const uint8_t *const *w, q8_scales *sc, int xc,
+                                                               float out[CT][RT]) {
+    switch (rn) {
+    case 4: tile_q8(4, cn, packed, kn, w, sc, xc, out); break;
+    case 3: tile_q8(3, cn, packed, kn, w, sc, xc, out); break;
+    case 2: tile_q8(2, cn, packed, kn, w, sc, xc, out); break;
+    default: tile_q8(1, cn, packed, kn, w, sc, xc, out); break;
+    }
+}
+
 static void gemm_q8_0(int64_t n, const void *w, size_t w_stride, int nr, const void *x, size_t x_stride, int nc,
                       float *y, size_t ldy) {
-    gemm_blocks(false, n, w, w_stride, nr, x, x_stride, nc, y, ldy);
+    if (nc < CT) { /* one or a few activation rows (generating): the tile setup would not pay off */
+        gemm_blocks(false, n, w, w_stride, nr, x, x_stride, nc, y, ldy);
+        return;
+    }
+    q8_scales sc;
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    const int64_t nb = n / QK;
+    const uint8_t *w0 = w, *x0 = x;
+    for (int c0 = 0; c0 < nc; c0 += CB) {
+        const int cn = nc - c0 < CB ? nc - c0 : CB;
+        for (int64_t k0 = 0; k0 < nb; k0 += KB) {
+            const int kn = nb - k0 < KB ? (int)(nb - k0) : KB;
+            for (int c = 0; c < cn; c++) {
+                const uint8_t *p = x0 + (size_t)(c0 + c) * x_stride + (size_t)k0 * Q8_0_BYTES;
+                for (int b = 0; b < kn; b++, p += Q8_0_BYTES) {
+                    sc.xd[c][b] = load_f16(p);
+                    sc.xc[c][b] = q8_bias_sum(p + 2);
+                }
+                sc.xd[c][kn] = sc.xd[c][kn + 1] = 0.0f;
+                sc.xc[c][kn] = sc.xc[c][kn + 1] = 0;
+                p = x0 + (size_t)(c0 + c) * x_stride + (size_t)k0 * Q8_0_BYTES + 2;
+                for (int b = 0; b < kn; b += 2) {
+                    const size_t o0 = (size_t)b * Q8_0_BYTES, o1 = b + 1 < kn ? o0 + Q8_0_BYTES : o0;
+                    sc.xq[c][b / 2] = load_pair_il(p + o0, p + o1);
+                }
+            }
+            for (int r0 = 0; r0 < nr; r0 += RT) {
+                const int rn = nr - r0 < RT ? nr - r0 : RT;
+                const uint8_t *wr[RT];
+                for (int r = 0; r < RT; r++) {
+                    if (r < rn) {
+                        wr[r] = w0 + (size_t)(r0 + r) * w_stride + (size_t)k0 * Q8_0_BYTES;
+                        const uint8_t *p = wr[r];
+                        for (int b = 0; b < kn; b++, p += Q8_0_BYTES) sc.wd[b / 2][r][b % 2] = load_f16(p);
+                        if (kn % 2) sc.wd[kn / 2][r][1] = 0.0f;
+                    } else {
+                        for (int b = 0; b < kn + 1; b += 2) sc.wd[b / 2][r][0] = sc.wd[b / 2][r][1] = 0.0f;
+                    }
+                }
+                /* with at least two tiles of activation rows, the weight quants are unpacked once */
+                const bool packed = cn >= 2 * CT;
+                for (int r = 0; r < (packed ? rn : 0); r++)
+                    for (int b = 0; b < kn; b += 2) {
+                        const size_t o0 = (size_t)b * Q8_0_BYTES + 2, o1 = b + 1 < kn ? o0 + Q8_0_BYTES : o0;
+                        sc.wq[b / 2][r] = _mm512_xor_si512(load_pair_il(wr[r] + o0, wr[r] + o1), bias);
+                    }
+                const __mmask8 rm = (__mmask8)((1u << rn) - 1u);
+                for (int c = 0; c < cn; c += CT) {
+                    const int ccn = cn - c < CT ? cn - c : CT;
+                    float out[CT][RT];
+                    if (ccn == CT) {
+                        if (packed) tile_q8_rows(rn, CT, true, kn, wr, &sc, c, out);
+                        else tile_q8_rows(rn, CT, false, kn, wr, &sc, c, out);
+                    } else { /* few activation rows (one when generating) */
+                        for (int j = 0; j < ccn; j++) {
+                            if (packed) tile_q8_rows(rn, 1, true, kn, wr, &sc, c + j, out + j);
+                            else tile_q8_rows(rn, 1, false, kn, wr, &sc, c + j, out + j);
+                        }
+                    }
+                    for (int j = 0; j < ccn; j++) {
+                        float *yp = y + (size_t)(c0 + c + j) * ldy + (size_t)r0;
+                        const __m128 v = _mm_loadu_ps(out[j]);
+                        _mm_mask_storeu_ps(yp, rm, k0 == 0 ? v : _mm_add_ps(_mm_maskz_loadu_ps(rm, yp), v));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /* ---- gemm for float weights -------------------------------------------------------------
