@@ -72,14 +72,6 @@ d = json.load(open('$TMP/c.json'))
 sys.exit(not ([r['threads'] for r in d['results']] == [1, 2] and all(r['kind'] == 'tg' for r in d['results'])
               and d['membw'] is None and d['decode_bandwidth'][0]['fraction_of_triad'] is None))"
 
-# expect_error DESCRIPTION COMMAND...: non-zero exit, exactly one line on stderr containing "error"
-expect_error() {
-  local d=$1; shift
-  "$@" >"$TMP/o" 2>"$TMP/e" </dev/null
-  local rc=$?
-  if [ $rc -ne 0 ] && [ $rc -lt 128 ] && [ "$(wc -l <"$TMP/e")" -eq 1 ] && grep -q "error" "$TMP/e"; then ok
-  else bad "$d (exit $rc): $(head -c 300 "$TMP/e")"; fi
-}
 expect_error "unknown flag" "$BIN" bench -m "$MODEL" --bogus
 expect_error "missing value" "$BIN" bench -m "$MODEL" -p
 expect_error "negative -n" "$BIN" bench -m "$MODEL" -n -1

@@ -12,14 +12,6 @@ for c in run chat info perplexity tokenize logits; do
 done
 "$BIN" --help >"$TMP/h" 2>&1; check "top-level --help" grep -q "commands:" "$TMP/h"
 
-# expect_error DESCRIPTION COMMAND...: non-zero exit, exactly one line on stderr containing "error"
-expect_error() {
-  local d=$1; shift
-  "$@" >"$TMP/o" 2>"$TMP/e" </dev/null
-  local rc=$?
-  if [ $rc -ne 0 ] && [ $rc -lt 128 ] && [ "$(wc -l <"$TMP/e")" -eq 1 ] && grep -q "error" "$TMP/e"; then ok
-  else bad "$d (exit $rc): $(head -c 300 "$TMP/e")"; fi
-}
 expect_error "unknown command" "$BIN" frobnicate
 expect_error "unknown flag" "$BIN" run -m "$MODEL" -p hi --bogus
 expect_error "missing flag value" "$BIN" run -m "$MODEL" -p

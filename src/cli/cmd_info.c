@@ -51,10 +51,6 @@ static void print_scalar_elem(uint32_t type, const uint8_t *p) {
     }
 }
 
-static size_t elem_size(uint32_t t) {
-    static const size_t sz[SLM_GGUF_VTYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
-    return t < SLM_GGUF_VTYPE_COUNT ? sz[t] : 0;
-}
 
 static void print_value(const slm_gguf_value *v, bool full) {
     switch (v->type) {
@@ -72,7 +68,7 @@ static void print_value(const slm_gguf_value *v, bool full) {
         for (uint64_t i = 0; i < show; i++) {
             if (i) printf(", ");
             if (v->arr.items) print_value(&v->arr.items[i], full);
-            else print_scalar_elem(v->arr.type, v->arr.raw + i * elem_size(v->arr.type));
+            else print_scalar_elem(v->arr.type, v->arr.raw + i * slm_gguf_scalar_bytes(v->arr.type));
         }
         printf(show < v->arr.n ? ", ...]" : "]");
         break;

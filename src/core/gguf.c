@@ -117,8 +117,7 @@ static const char *printable(slm_gguf_str s, char *buf, size_t cap) {
 
 /* ---- values -------------------------------------------------------------------------- */
 
-/* Bytes of a fixed-size scalar type; 0 for STRING, ARRAY and unknown types. */
-static size_t scalar_bytes(uint32_t t) {
+size_t slm_gguf_scalar_bytes(uint32_t t) {
     switch (t) {
     case SLM_GGUF_UINT8: case SLM_GGUF_INT8: case SLM_GGUF_BOOL: return 1;
     case SLM_GGUF_UINT16: case SLM_GGUF_INT16: return 2;
@@ -132,7 +131,7 @@ static size_t scalar_bytes(uint32_t t) {
 static size_t min_value_bytes(uint32_t t) {
     if (t == SLM_GGUF_STRING) return 8;
     if (t == SLM_GGUF_ARRAY) return 12;
-    return scalar_bytes(t);
+    return slm_gguf_scalar_bytes(t);
 }
 
 static bool is_signed_int(uint32_t t) {
@@ -166,7 +165,7 @@ static slm_status read_value(reader *r, uint32_t type, int depth, slm_gguf_value
 static slm_status read_scalar(reader *r, uint32_t type, slm_gguf_value *out) {
     size_t at = r->pos;
     uint64_t v;
-    slm_status s = read_uint(r, (int)scalar_bytes(type), slm_gguf_vtype_name(type), &v);
+    slm_status s = read_uint(r, (int)slm_gguf_scalar_bytes(type), slm_gguf_vtype_name(type), &v);
     if (s) return s;
     if (type == SLM_GGUF_BOOL && v > 1)
         return slm_error(SLM_ERR_FORMAT, "bool value %llu is not 0 or 1 at offset %zu", (ull)v, at);

@@ -106,6 +106,8 @@ slm_status slm_gguf_get_str(const slm_gguf *g, const char *key, slm_gguf_str *ou
 slm_status slm_gguf_get_arr(const slm_gguf *g, const char *key, uint32_t type, const slm_gguf_value **out);
 
 const char *slm_gguf_vtype_name(uint32_t t);
+/* Bytes of one value of a fixed-size type; 0 for STRING, ARRAY and unknown types. */
+size_t slm_gguf_scalar_bytes(uint32_t t);
 /* Compare a file string with a C string. */
 bool slm_gguf_str_eq(slm_gguf_str s, const char *c);
 /* Copy into a NUL-terminated buffer (truncates); returns dst. */

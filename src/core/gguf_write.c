@@ -221,15 +221,6 @@ slm_status slm_gguf_writer_add_tensor(slm_gguf_writer *w, const char *name, uint
 
 /* ---- encoding ------------------------------------------------------------------------ */
 
-static size_t scalar_bytes(uint32_t t) {
-    switch (t) {
-    case SLM_GGUF_UINT8: case SLM_GGUF_INT8: case SLM_GGUF_BOOL: return 1;
-    case SLM_GGUF_UINT16: case SLM_GGUF_INT16: return 2;
-    case SLM_GGUF_UINT32: case SLM_GGUF_INT32: case SLM_GGUF_FLOAT32: return 4;
-    case SLM_GGUF_UINT64: case SLM_GGUF_INT64: case SLM_GGUF_FLOAT64: return 8;
-    default: return 0;
-    }
-}
 
 /* Checks a value before anything is written (types, nesting, element storage, bools). */
 static slm_status check_value(const slm_gguf_value *v, int depth, const char *key) {
@@ -259,7 +250,7 @@ static slm_status check_value(const slm_gguf_value *v, int depth, const char *ke
         return SLM_OK;
     }
     if (!v->arr.raw) return slm_error(SLM_ERR_ARG, "gguf write: key '%s': array without data", key);
-    if (v->arr.n > SIZE_MAX / scalar_bytes(et))
+    if (v->arr.n > SIZE_MAX / slm_gguf_scalar_bytes(et))
         return slm_error(SLM_ERR_ARG, "gguf write: key '%s': array too large", key);
     if (et == SLM_GGUF_BOOL)
         for (uint64_t i = 0; i < v->arr.n; i++)
@@ -317,7 +308,7 @@ static void put_value(out_file *o, const slm_gguf_value *v) {
         if (v->arr.type == SLM_GGUF_STRING || v->arr.type == SLM_GGUF_ARRAY) {
             for (uint64_t i = 0; i < v->arr.n; i++) put_value(o, &v->arr.items[i]);
         } else if (v->arr.n) {
-            put(o, v->arr.raw, (size_t)v->arr.n * scalar_bytes(v->arr.type)); /* already little-endian */
+            put(o, v->arr.raw, (size_t)v->arr.n * slm_gguf_scalar_bytes(v->arr.type)); /* already little-endian */
         }
         break;
     case SLM_GGUF_FLOAT32: {
@@ -335,9 +326,9 @@ static void put_value(out_file *o, const slm_gguf_value *v) {
     }
     case SLM_GGUF_BOOL: put_le(o, v->b ? 1 : 0, 1); break;
     case SLM_GGUF_INT8: case SLM_GGUF_INT16: case SLM_GGUF_INT32: case SLM_GGUF_INT64:
-        put_le(o, (uint64_t)v->i64, (int)scalar_bytes(v->type));
+        put_le(o, (uint64_t)v->i64, (int)slm_gguf_scalar_bytes(v->type));
         break;
-    default: put_le(o, v->u64, (int)scalar_bytes(v->type)); break;
+    default: put_le(o, v->u64, (int)slm_gguf_scalar_bytes(v->type)); break;
     }
 }
 

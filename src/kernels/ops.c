@@ -7,13 +7,19 @@
 
 #include "qdot.h"
 
-/* 2 with the AVX-512 kernel table, 1 with the AVX2 one, else 0. */
+/* 2 with the AVX-512 kernel table, 1 with the AVX2 one, else 0; looked up once. */
 static int simd_level(void) {
+    static _Atomic int level = -1;
+    int lv = level;
+    if (lv < 0) {
+        lv = 0;
 #if defined(__x86_64__)
-    if (slm_kernels_get(SLM_ISA_AVX512)) return 2;
-    if (slm_kernels_get(SLM_ISA_AVX2)) return 1;
+        if (slm_kernels_get(SLM_ISA_AVX512)) lv = 2;
+        else if (slm_kernels_get(SLM_ISA_AVX2)) lv = 1;
 #endif
-    return 0;
+        level = lv;
+    }
+    return lv;
 }
 
 void slm_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
