@@ -37,6 +37,16 @@ expect_error "perplexity text too short" "$BIN" perplexity -m "$MODEL" -f tests/
 expect_error "logits without --out" "$BIN" logits -m "$MODEL" --ids 1,2
 expect_error "logits into a missing directory" "$BIN" logits -m "$MODEL" --ids 1,2 --out "$TMP/no/such/dir/x.f32"
 expect_error "chat with an unknown template" "$BIN" chat -m "$MODEL" --template vicuna
+expect_error "tokenize: unknown flag" "$BIN" tokenize -m "$MODEL" -p hi --bogus
+expect_error "tokenize: no text" "$BIN" tokenize -m "$MODEL"
+expect_error "tokenize: not a GGUF file" "$BIN" tokenize -m "$TMP/text.gguf" -p hi
+expect_error "info: unknown flag" "$BIN" info --bogus
+expect_error "logits: truncated model" "$BIN" logits -m "$TMP/trunc2.gguf" --ids 1 --out "$TMP/x.f32"
+expect_error "bench: not a GGUF file" "$BIN" bench -m "$TMP/text.gguf" -p 8 -n 0 --no-membw
+expect_error "quantize: truncated model" "$BIN" quantize -m "$TMP/trunc.gguf" -o "$TMP/q.gguf" --type q8_0
+expect_error "bad --isa" "$BIN" run -m "$MODEL" -p hi --isa sse9
+expect_error "bad --kv-type" "$BIN" run -m "$MODEL" -p hi --kv-type q2
+expect_error "bad -t" "$BIN" run -m "$MODEL" -p hi -t 0
 
 "$BIN" info "$MODEL" >"$TMP/info" 2>&1
 check "info exits 0" test $? -eq 0
