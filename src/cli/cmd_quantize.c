@@ -18,6 +18,7 @@
 #include "core/dtype.h"
 #include "core/gguf.h"
 #include "core/gguf_write.h"
+#include "core/gq.h"
 #include "core/sha256.h"
 #include "core/strbuf.h"
 #include "core/threadpool.h"
@@ -35,7 +36,11 @@ static const char *const usage =
     "\n"
     "  -m, --model IN         input GGUF model (required)\n"
     "  -o, --out OUT          output file (written atomically; must differ from IN)\n"
-    "  --type T               f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1 (case-insensitive)\n"
+    "  --type T               f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1 (llama.cpp-compatible), or a\n"
+    "                         group format q<B>g<G>[a]: B bits (2, 3, 4, 8), groups of G weights (32, 64,\n"
+    "                         128), 'a' for asymmetric (scale + offset), e.g. q4g128, q3g64a, q2g32a\n"
+    "  --clip-search          search each group's clipping range for the least squared error instead of\n"
+    "                         plain min/max (group formats, q4_0, q4_1 and q8_0)\n"
     "  --keep RULE[:T]        keep matching matrices at their input dtype (or at T); repeatable.\n"
     "                         RULE is embd (token_embd.weight), output (output.weight),\n"
     "                         layers=0,29 or layers=0-3 (every matrix of those layers), or a glob\n"
@@ -57,18 +62,35 @@ static const struct {
     {SLM_DT_Q8_0, 7}, {SLM_DT_Q5_0, 8}, {SLM_DT_Q5_1, 9}, {SLM_DT_BF16, 32},
 };
 
+#define TYPE_LIST "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q<2|3|4|8>g<32|64|128>[a]"
+
 /* An output type from a name, or -1 (unknown names and types without a quantizer). */
 static int parse_type(const char *name) {
     int t = slm_dtype_from_name(name);
+    if (t >= 0 && slm_gq_format_of((uint32_t)t, NULL)) return t;
     for (size_t i = 0; t >= 0 && i < sizeof out_types / sizeof *out_types; i++)
         if (out_types[i].dtype == (uint32_t)t) return t;
     return -1;
 }
 
+/* general.file_type for a main type; group formats have no llama.cpp file type and get
+ * 1024 ("guessed from the tensors"). */
 static uint32_t ftype_of(uint32_t dtype) {
     for (size_t i = 0; i < sizeof out_types / sizeof *out_types; i++)
         if (out_types[i].dtype == dtype) return out_types[i].ftype;
-    return 0;
+    return 1024;
+}
+
+/* The group format whose bytes are those of a llama.cpp type (q4_0 = q4g32, q4_1 = q4g32a,
+ * q8_0 = q8g32), the type itself for group formats, or -1: the types --clip-search serves. */
+static int gq_layout_of(uint32_t t) {
+    if (slm_gq_format_of(t, NULL)) return (int)t;
+    switch (t) {
+    case SLM_DT_Q4_0: return slm_gq_type(4, 32, false);
+    case SLM_DT_Q4_1: return slm_gq_type(4, 32, true);
+    case SLM_DT_Q8_0: return slm_gq_type(8, 32, false);
+    default: return -1;
+    }
 }
 
 /* ---- rules --------------------------------------------------------------------------- */
@@ -91,7 +113,7 @@ static bool split_type(const char *opt, const char *s, char *head, size_t cap, i
     size_t n = c ? (size_t)(c - s) : strlen(s);
     if (c) {
         if ((*type = parse_type(c + 1)) < 0) {
-            cli_fail(cmd, "%s '%s': unknown type '%s' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1)", opt, s, c + 1);
+            cli_fail(cmd, "%s '%s': unknown type '%s' (" TYPE_LIST ")", opt, s, c + 1);
             return false;
         }
     }
@@ -194,6 +216,7 @@ typedef struct {
     char name[128];
     uint32_t in_type, out_type;
     bool convert;        /* dequantized and re-quantized (else copied) */
+    int gq;              /* >= 0: quantize with the group quantizer of this layout (clip search) */
     const char *note;    /* why it was not converted as asked, or NULL */
     int64_t n;           /* elements */
     const void *src;
@@ -222,7 +245,12 @@ static void convert_rows(void *arg, int ith, int nth) {
         const uint8_t *src = (const uint8_t *)j->p->src + (size_t)r * j->in_row;
         uint8_t *dst = (uint8_t *)j->p->dst + (size_t)r * j->out_row;
         ti->to_float(src, x, j->row_len);
-        to->from_float(x, dst, j->row_len);
+        if (j->p->gq >= 0) {
+            const slm_gq_opts o = {.clip_search = true};
+            slm_gq_quantize_row((uint32_t)j->p->gq, x, dst, j->row_len, &o);
+        } else {
+            to->from_float(x, dst, j->row_len);
+        }
         to->to_float(dst, y, j->row_len);
         for (int64_t i = 0; i < j->row_len; i++) {
             double d = (double)x[i] - (double)y[i];
@@ -278,7 +306,7 @@ static void dir_of(const char *path, char *buf, size_t cap) {
 int cmd_quantize(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *type_name = NULL;
     long threads = 0;
-    bool quiet = false;
+    bool quiet = false, clip_search = false;
     int n_keep = 0, n_tt = 0;
     rule *keep = calloc((size_t)argc, sizeof *keep), *tt = calloc((size_t)argc, sizeof *tt);
     int rc = 1;
@@ -311,6 +339,8 @@ int cmd_quantize(int argc, char **argv) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, v, 1, 1024, &threads)) goto done;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             quiet = true;
+        } else if (!strcmp(a, "--clip-search")) {
+            clip_search = true;
         } else {
             cli_fail(cmd, "unknown option '%s' (see --help)", a);
             goto done;
@@ -318,10 +348,14 @@ int cmd_quantize(int argc, char **argv) {
     }
     if (!in) { cli_fail(cmd, "no input model (-m IN)"); goto done; }
     if (!out) { cli_fail(cmd, "no output file (-o OUT)"); goto done; }
-    if (!type_name) { cli_fail(cmd, "no --type (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1)"); goto done; }
+    if (!type_name) { cli_fail(cmd, "no --type (" TYPE_LIST ")"); goto done; }
     int main_type = parse_type(type_name);
     if (main_type < 0) {
-        cli_fail(cmd, "unknown type '%s' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1)", type_name);
+        cli_fail(cmd, "unknown type '%s' (" TYPE_LIST ")", type_name);
+        goto done;
+    }
+    if (clip_search && gq_layout_of((uint32_t)main_type) < 0) {
+        cli_fail(cmd, "--clip-search works with the group formats, q4_0, q4_1 and q8_0, not %s", type_name);
         goto done;
     }
 
@@ -366,6 +400,7 @@ int cmd_quantize(int argc, char **argv) {
         p->n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
         p->src = t->data;
         p->in_bytes = p->out_bytes = t->nbytes;
+        p->gq = -1;
         /* --tensor-type first, then --keep, then the main type for weight matrices. */
         int want = -1;
         bool keep_input = false;
@@ -399,6 +434,7 @@ int cmd_quantize(int argc, char **argv) {
         } else {
             p->out_type = (uint32_t)want;
             p->convert = true;
+            if (clip_search) p->gq = gq_layout_of((uint32_t)want);
         }
         if (!p->convert) p->out_bytes = p->in_bytes;
     }
@@ -418,9 +454,16 @@ int cmd_quantize(int argc, char **argv) {
     /* Convert. */
     if ((s = slm_pool_create((int)threads, &pool))) { cli_fail_status(cmd, s); goto done; }
     const bool tty = isatty(2) && !quiet;
+    uint64_t work_all = 0, work_done = 0;
+    for (size_t i = 0; i < nt; i++)
+        if (plans[i].convert) work_all += (uint64_t)plans[i].n;
     for (size_t i = 0; i < nt; i++) {
         plan *p = &plans[i];
-        if (tty) fprintf(stderr, "\r\033[Kquantize: [%zu/%zu] %s", i + 1, nt, p->name);
+        if (tty) {
+            const int width = 30, fill = work_all ? (int)(width * work_done / work_all) : width;
+            fprintf(stderr, "\r\033[Kquantize: [%.*s%*s] %3d%% %zu/%zu %s", fill, "##############################",
+                    width - fill, "", work_all ? (int)(100 * work_done / work_all) : 100, i + 1, nt, p->name);
+        }
         else if (!quiet && p->convert)
             fprintf(stderr, "quantize: [%zu/%zu] %s %s -> %s\n", i + 1, nt, p->name, slm_dtype_name(p->in_type),
                     slm_dtype_name(p->out_type));
@@ -429,6 +472,7 @@ int cmd_quantize(int argc, char **argv) {
             cli_fail_status(cmd, s);
             goto done;
         }
+        if (p->convert) work_done += (uint64_t)p->n;
     }
     if (tty) fprintf(stderr, "\r\033[K");
 
@@ -439,6 +483,7 @@ int cmd_quantize(int argc, char **argv) {
         (s = slm_gguf_writer_set_u32(w, "general.file_type", ftype_of((uint32_t)main_type))) ||
         (s = slm_gguf_writer_set_str(w, "slimlm.quantize.type", slm_dtype_name((uint32_t)main_type))) ||
         (s = slm_gguf_writer_set_str(w, "slimlm.quantize.keep", keep_text.p ? keep_text.p : "")) ||
+        (s = slm_gguf_writer_set_str(w, "slimlm.quantize.method", clip_search ? "clip-search" : "round-to-nearest")) ||
         (s = slm_gguf_writer_set_str(w, "slimlm.source.sha256", sha)) ||
         (s = slm_gguf_writer_set_str(w, "slimlm.version", SLM_VERSION))) {
         cli_fail_status(cmd, s);

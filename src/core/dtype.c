@@ -13,6 +13,7 @@
  * The dot products dequantize one block into a stack buffer and accumulate in double: they
  * are the accurate reference that faster kernels are compared with. */
 #include "core/dtype.h"
+#include "core/gq.h"
 
 #include <assert.h>
 #include <math.h>
@@ -701,7 +702,7 @@ static void q5_1_from_float(const float *x, void *dst, int64_t n) {
 
 /* ---- the traits table ------------------------------------------------------------------- */
 
-static const slm_dtype_traits g_traits[SLM_DT_COUNT] = {
+static const slm_dtype_traits g_traits[SLM_DT_GQ_FIRST] = {
     [SLM_DT_F32] = {.name = "f32", .block_size = 1, .block_bytes = 4,
                     .to_float = f32_to_float, .dot_f32 = f32_dot,
                     .from_float = f32_from_float},
@@ -746,7 +747,8 @@ static const slm_dtype_traits g_traits[SLM_DT_COUNT] = {
 };
 
 const slm_dtype_traits *slm_dtype_get(uint32_t t) {
-    if (t >= SLM_DT_COUNT || g_traits[t].name == NULL) return NULL;
+    if (t >= SLM_DT_GQ_FIRST) return slm_gq_traits(t);
+    if (g_traits[t].name == NULL) return NULL;
     return &g_traits[t];
 }
 
@@ -765,14 +767,21 @@ static bool name_equal(const char *a, const char *b) {
 
 int slm_dtype_from_name(const char *name) {
     if (!name) return -1;
-    for (int t = 0; t < SLM_DT_COUNT; t++)
-        if (g_traits[t].name && name_equal(g_traits[t].name, name)) return t;
+    for (int t = 0; t < SLM_DT_COUNT; t++) {
+        const slm_dtype_traits *tr = slm_dtype_get((uint32_t)t);
+        if (tr && name_equal(tr->name, name)) return t;
+    }
     return -1;
 }
 
 bool slm_row_bytes(uint32_t t, int64_t n, size_t *out) {
     const slm_dtype_traits *tr = slm_dtype_get(t);
     if (!tr || n < 0 || n % tr->block_size != 0) return false;
+    if (tr->row_bytes) {
+        if (n > 0) return tr->row_bytes(t, n, out);
+        if (out) *out = 0;
+        return true;
+    }
     const uint64_t blocks = (uint64_t)(n / tr->block_size);
     if (blocks > SIZE_MAX / tr->block_bytes) return false;
     if (out) *out = (size_t)blocks * tr->block_bytes;

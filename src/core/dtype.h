@@ -33,7 +33,9 @@ typedef enum {
     SLM_DT_I64 = 27,
     SLM_DT_F64 = 28,
     SLM_DT_BF16 = 30,
-    SLM_DT_COUNT = 64 /* table size; ids >= this are unknown */
+    /* slimlm's group-wise formats (core/gq.h): 24 ids from here, outside ggml's range */
+    SLM_DT_GQ_FIRST = 192,
+    SLM_DT_COUNT = 216 /* table size; ids >= this are unknown */
 } slm_dtype;
 
 /* Dequantize n elements (n a multiple of block_size) from src into dst. */
@@ -51,6 +53,9 @@ typedef struct {
     slm_to_float_fn to_float; /* NULL: layout known (file can be parsed) but not computable */
     slm_dot_f32_fn dot_f32;  /* NULL when to_float is NULL */
     slm_from_float_fn from_float; /* NULL: no reference quantizer for this type */
+    /* Bytes of a row of n elements when a row is not a whole number of equal blocks (the
+     * group formats, whose last group may be shorter); NULL: n / block_size * block_bytes. */
+    bool (*row_bytes)(uint32_t t, int64_t n, size_t *out);
 } slm_dtype_traits;
 
 /* Traits of type id t, or NULL if the id is unknown. */

@@ -14,6 +14,7 @@
 #include <cpuid.h>
 #endif
 
+#include "core/gq.h"
 #include "qdot_impl.h"
 
 int slm_act_type(uint32_t wt) {
@@ -35,8 +36,11 @@ int slm_act_type(uint32_t wt) {
     case SLM_DT_F16:
     case SLM_DT_BF16:
         return SLM_DT_F32;
-    default:
+    default: {
+        slm_gq_format f;
+        if (slm_gq_format_of(wt, &f)) return f.asym ? SLM_DT_Q8_1 : SLM_DT_Q8_0;
         return -1;
+    }
     }
 }
 
@@ -110,6 +114,7 @@ static void fill_generic_gemm(slm_kernels *k, void (*set)(slm_gemm_fn g[SLM_DT_C
 static void fill_scalar(slm_kernels *k) {
     slm_qdot_fill_scalar(k);
     slm_qdot_k_fill_scalar(k);
+    slm_qdot_g_fill(k, SLM_ISA_SCALAR);
 }
 
 #if defined(__x86_64__)
@@ -117,12 +122,14 @@ static void fill_avx2(slm_kernels *k) {
     fill_scalar(k);
     slm_qdot_fill_avx2(k);
     slm_qdot_k_fill_avx2(k);
+    slm_qdot_g_fill(k, SLM_ISA_AVX2);
 }
 
 static void fill_avx512(slm_kernels *k) {
     fill_avx2(k);
     slm_qdot_fill_avx512(k);
     slm_qdot_k_fill_avx512(k);
+    slm_qdot_g_fill(k, SLM_ISA_AVX512);
 }
 #endif
 

@@ -19,6 +19,9 @@ void slm_qdot_k_fill_scalar(slm_kernels *k);
 void slm_qdot_k_fill_avx2(slm_kernels *k);
 void slm_qdot_k_fill_avx512(slm_kernels *k);
 
+/* group formats (core/gq.h), all 24 entries for one instruction set (qdot_g.c) */
+void slm_qdot_g_fill(slm_kernels *k, slm_isa isa);
+
 /* A gemm built from vec_dot (used where no specialized gemm exists). */
 void slm_gemm_generic(slm_vec_dot_fn dot, int64_t n, const void *w, size_t w_stride, int nr, const void *x,
                       size_t x_stride, int nc, float *y, size_t ldy);
