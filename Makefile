@@ -7,7 +7,7 @@ CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -pthread -fno-strict-aliasing
 CPPFLAGS += -D_GNU_SOURCE -Iinclude -Isrc
 LDLIBS  += -lm -pthread
 
-LIB_SRC := $(sort $(wildcard src/core/*.c src/kernels/*.c src/model/*.c src/runtime/*.c src/eval/*.c))
+LIB_SRC := $(sort $(wildcard src/core/*.c src/kernels/*.c src/model/*.c src/runtime/*.c src/eval/*.c src/compress/*.c))
 # x86 SIMD kernels only on x86-64; elsewhere the portable kernels alone are built.
 ifneq ($(shell uname -m),x86_64)
 LIB_SRC := $(filter-out %_avx2.c %_avx512.c,$(LIB_SRC))
@@ -79,6 +79,13 @@ $(BUILD)/fuzz_gguf: tests/fuzz/fuzz_gguf.c src/core/gguf.c src/core/dtype.c src/
 .PHONY: bench-attn
 bench-attn: $(BUILD)/attn_bench
 $(BUILD)/attn_bench: bench/attn_bench.c $(BUILD)/libslimlm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libslimlm.a $(LDLIBS)
+
+# Group-format row dots and gemm per kernel set against q4_0/q4_1/q8_0: a table, --json FILE.
+.PHONY: bench-gq
+bench-gq: $(BUILD)/gq_bench
+$(BUILD)/gq_bench: bench/gq_bench.c $(BUILD)/libslimlm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libslimlm.a $(LDLIBS)
 

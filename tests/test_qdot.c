@@ -25,6 +25,7 @@
 
 #include "core/dtype.h"
 #include "kernels/qdot.h"
+#include "core/gq.h"
 #include "test.h"
 
 /* ---- random numbers --------------------------------------------------------------------- */
@@ -111,6 +112,20 @@ static void act_dequant(int at, const void *src, const float *orig, float *dst, 
 /* For Q8_1: sum over blocks of 2^-11 |m_w * s_x| + 2^-25 |m_w| (the f16 rounding of s), with
  * m_w the block offset of Q4_1 / Q5_1 weights. 0 for other formats. */
 static double offset_rounding_bound(int wt, const void *w, const void *x, int64_t n) {
+    slm_gq_format f;
+    if (slm_gq_format_of((uint32_t)wt, &f)) { /* group formats: m of the group, per sub-block */
+        if (!f.asym) return 0.0;
+        const uint8_t *pw = w, *px = x;
+        double s = 0.0;
+        for (int64_t off = 0; off < n;) {
+            const int64_t g = n - off < f.group ? n - off : f.group;
+            const double m = fabs((double)f16_at(pw + 2));
+            for (int64_t i = 0; i < g; i += 32, px += 36) s += m * fabs((double)f16_at(px + 2)) * 0x1.0p-11 + m * 0x1.0p-25;
+            pw += f.hdr + g / 32 * f.sub;
+            off += g;
+        }
+        return s;
+    }
     if (wt != SLM_DT_Q4_1 && wt != SLM_DT_Q5_1) return 0.0;
     const size_t wb = row_bytes(wt, 32);
     const uint8_t *pw = w, *px = x;

@@ -19,6 +19,7 @@
 #include "core/gguf.h"
 #include "core/gguf_write.h"
 #include "core/gq.h"
+#include "compress/requant.h"
 #include "core/sha256.h"
 #include "core/strbuf.h"
 #include "core/threadpool.h"
@@ -79,18 +80,6 @@ static uint32_t ftype_of(uint32_t dtype) {
     for (size_t i = 0; i < sizeof out_types / sizeof *out_types; i++)
         if (out_types[i].dtype == dtype) return out_types[i].ftype;
     return 1024;
-}
-
-/* The group format whose bytes are those of a llama.cpp type (q4_0 = q4g32, q4_1 = q4g32a,
- * q8_0 = q8g32), the type itself for group formats, or -1: the types --clip-search serves. */
-static int gq_layout_of(uint32_t t) {
-    if (slm_gq_format_of(t, NULL)) return (int)t;
-    switch (t) {
-    case SLM_DT_Q4_0: return slm_gq_type(4, 32, false);
-    case SLM_DT_Q4_1: return slm_gq_type(4, 32, true);
-    case SLM_DT_Q8_0: return slm_gq_type(8, 32, false);
-    default: return -1;
-    }
 }
 
 /* ---- rules --------------------------------------------------------------------------- */
@@ -210,90 +199,7 @@ static bool is_weight_matrix(const slm_gguf_tensor *t, const char *name) {
                                    fnmatch("blk.*.ffn_*.weight", name, 0) == 0);
 }
 
-/* ---- conversion ---------------------------------------------------------------------- */
-
-typedef struct {
-    char name[128];
-    uint32_t in_type, out_type;
-    bool convert;        /* dequantized and re-quantized (else copied) */
-    int gq;              /* >= 0: quantize with the group quantizer of this layout (clip search) */
-    const char *note;    /* why it was not converted as asked, or NULL */
-    int64_t n;           /* elements */
-    const void *src;
-    void *dst;           /* owned when convert */
-    size_t in_bytes, out_bytes;
-    double err2, ref2;   /* sum of squared error and of squared weights */
-} plan;
-
-/* One tensor's rows split over the pool; each thread keeps its own sums. */
-typedef struct {
-    plan *p;
-    int64_t rows, row_len;
-    size_t in_row, out_row;
-    float *scratch; /* [nth][2 * row_len] */
-    double *err2, *ref2; /* [nth] */
-} job;
-
-static void convert_rows(void *arg, int ith, int nth) {
-    job *j = arg;
-    const slm_dtype_traits *ti = slm_dtype_get(j->p->in_type), *to = slm_dtype_get(j->p->out_type);
-    float *x = j->scratch + (size_t)ith * 2 * (size_t)j->row_len, *y = x + j->row_len;
-    long lo, hi;
-    slm_pool_split((long)j->rows, ith, nth, 1, &lo, &hi);
-    double e2 = 0, r2 = 0;
-    for (long r = lo; r < hi; r++) {
-        const uint8_t *src = (const uint8_t *)j->p->src + (size_t)r * j->in_row;
-        uint8_t *dst = (uint8_t *)j->p->dst + (size_t)r * j->out_row;
-        ti->to_float(src, x, j->row_len);
-        if (j->p->gq >= 0) {
-            const slm_gq_opts o = {.clip_search = true};
-            slm_gq_quantize_row((uint32_t)j->p->gq, x, dst, j->row_len, &o);
-        } else {
-            to->from_float(x, dst, j->row_len);
-        }
-        to->to_float(dst, y, j->row_len);
-        for (int64_t i = 0; i < j->row_len; i++) {
-            double d = (double)x[i] - (double)y[i];
-            e2 += d * d;
-            r2 += (double)x[i] * (double)x[i];
-        }
-    }
-    j->err2[ith] = e2;
-    j->ref2[ith] = r2;
-}
-
-static slm_status convert(slm_pool *pool, plan *p, const slm_gguf_tensor *t) {
-    int nth = slm_pool_size(pool);
-    job j = {.p = p, .row_len = t->ne[0], .rows = t->ne[0] ? p->n / t->ne[0] : 0};
-    if (!slm_row_bytes(p->in_type, j.row_len, &j.in_row) || !slm_row_bytes(p->out_type, j.row_len, &j.out_row))
-        return slm_error(SLM_ERR_ARG, "tensor '%s': bad row length", p->name);
-    p->dst = malloc(p->out_bytes ? p->out_bytes : 1);
-    j.scratch = malloc((size_t)nth * 2 * (size_t)(j.row_len ? j.row_len : 1) * sizeof(float));
-    j.err2 = calloc((size_t)nth, sizeof(double));
-    j.ref2 = calloc((size_t)nth, sizeof(double));
-    slm_status s = SLM_OK;
-    if (!p->dst || !j.scratch || !j.err2 || !j.ref2) {
-        s = slm_error(SLM_ERR_NOMEM, "tensor '%s': out of memory (%zu bytes)", p->name, p->out_bytes);
-    } else if (j.rows) {
-        slm_pool_run(pool, convert_rows, &j);
-        for (int i = 0; i < nth; i++) {
-            p->err2 += j.err2[i];
-            p->ref2 += j.ref2[i];
-        }
-    }
-    free(j.scratch);
-    free(j.err2);
-    free(j.ref2);
-    return s;
-}
-
 /* ---- command ------------------------------------------------------------------------- */
-
-static void fmt_bytes(uint64_t b, char *buf, size_t cap) {
-    if (b >= 10u << 20) snprintf(buf, cap, "%.1f MiB", (double)b / (1 << 20));
-    else if (b >= 10u << 10) snprintf(buf, cap, "%.1f KiB", (double)b / (1 << 10));
-    else snprintf(buf, cap, "%" PRIu64 " B", b);
-}
 
 /* The directory part of path ("." when there is none). */
 static void dir_of(const char *path, char *buf, size_t cap) {
@@ -313,7 +219,8 @@ int cmd_quantize(int argc, char **argv) {
     slm_gguf *g = NULL;
     slm_pool *pool = NULL;
     slm_gguf_writer *w = NULL;
-    plan *plans = NULL;
+    slm_rq_tensor *plans = NULL;
+    int *want = NULL;
     slm_sb keep_text = {0};
     if (!keep || !tt) {
         cli_fail(cmd, "out of memory");
@@ -354,7 +261,7 @@ int cmd_quantize(int argc, char **argv) {
         cli_fail(cmd, "unknown type '%s' (" TYPE_LIST ")", type_name);
         goto done;
     }
-    if (clip_search && gq_layout_of((uint32_t)main_type) < 0) {
+    if (clip_search && slm_rq_gq_layout((uint32_t)main_type) < 0) {
         cli_fail(cmd, "--clip-search works with the group formats, q4_0, q4_1 and q8_0, not %s", type_name);
         goto done;
     }
@@ -384,60 +291,33 @@ int cmd_quantize(int argc, char **argv) {
         goto done;
     }
 
-    /* Plan every tensor. */
+    /* Targets: --tensor-type first, then --keep, then the main type for weight matrices. A
+     * matrix asked for its own type is still re-quantized (it reproduces its grid). */
     size_t nt = (size_t)g->n_tensors;
-    plans = calloc(nt ? nt : 1, sizeof *plans);
-    if (!plans) { cli_fail(cmd, "out of memory"); goto done; }
+    want = malloc((nt ? nt : 1) * sizeof *want);
+    if (!want) { cli_fail(cmd, "out of memory"); goto done; }
     for (size_t i = 0; i < nt; i++) {
         const slm_gguf_tensor *t = &g->tensors[i];
-        plan *p = &plans[i];
-        if (t->name.len >= sizeof p->name) {
-            cli_fail(cmd, "tensor #%zu: name longer than %zu bytes", i, sizeof p->name - 1);
-            goto done;
-        }
-        slm_gguf_str_copy(t->name, p->name, sizeof p->name);
-        p->in_type = p->out_type = t->type;
-        p->n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
-        p->src = t->data;
-        p->in_bytes = p->out_bytes = t->nbytes;
-        p->gq = -1;
-        /* --tensor-type first, then --keep, then the main type for weight matrices. */
-        int want = -1;
-        bool keep_input = false;
-        for (int r = 0; r < n_tt && want < 0; r++)
-            if (rule_matches(&tt[r], p->name)) {
+        char name[256];
+        slm_gguf_str_copy(t->name, name, sizeof name);
+        want[i] = -1;
+        for (int r = 0; r < n_tt && want[i] < 0; r++)
+            if (rule_matches(&tt[r], name)) {
                 tt[r].matched++;
-                want = tt[r].type;
+                want[i] = tt[r].type;
             }
-        if (want < 0 && is_weight_matrix(t, p->name)) {
-            want = main_type;
+        if (want[i] < 0 && is_weight_matrix(t, name)) {
+            want[i] = main_type;
             for (int r = 0; r < n_keep; r++)
-                if (rule_matches(&keep[r], p->name)) {
+                if (rule_matches(&keep[r], name)) {
                     keep[r].matched++;
-                    want = keep[r].type;
-                    keep_input = want < 0;
+                    want[i] = keep[r].type; /* -1: the input dtype, copied */
                     break;
                 }
         }
-        /* A matrix asked for its own type is still re-quantized (it reproduces its grid). */
-        if (want < 0 || keep_input) continue;
-        const slm_dtype_traits *ti = slm_dtype_get(t->type), *to = slm_dtype_get((uint32_t)want);
-        size_t row;
-        if (!ti->to_float) {
-            p->note = "input dtype cannot be dequantized; kept";
-        } else if (t->ne[0] % to->block_size != 0) {
-            p->note = "row length not a multiple of the block size; kept";
-        } else if (!slm_row_bytes((uint32_t)want, t->ne[0], &row) ||
-                   __builtin_mul_overflow(row, (size_t)(p->n / (t->ne[0] ? t->ne[0] : 1)), &p->out_bytes)) {
-            cli_fail(cmd, "tensor '%s': size overflows", p->name);
-            goto done;
-        } else {
-            p->out_type = (uint32_t)want;
-            p->convert = true;
-            if (clip_search) p->gq = gq_layout_of((uint32_t)want);
-        }
-        if (!p->convert) p->out_bytes = p->in_bytes;
     }
+    const slm_rq_opts ro = {.clip_search = clip_search, .progress = quiet ? 0 : isatty(2) ? 1 : 2, .label = cmd};
+    if ((s = slm_rq_plan(g, want, &ro, &plans))) { cli_fail_status(cmd, s); goto done; }
     for (int r = 0; r < n_tt; r++)
         if (!tt[r].matched) {
             cli_fail(cmd, "--tensor-type '%s' matches no tensor", tt[r].text);
@@ -453,28 +333,7 @@ int cmd_quantize(int argc, char **argv) {
 
     /* Convert. */
     if ((s = slm_pool_create((int)threads, &pool))) { cli_fail_status(cmd, s); goto done; }
-    const bool tty = isatty(2) && !quiet;
-    uint64_t work_all = 0, work_done = 0;
-    for (size_t i = 0; i < nt; i++)
-        if (plans[i].convert) work_all += (uint64_t)plans[i].n;
-    for (size_t i = 0; i < nt; i++) {
-        plan *p = &plans[i];
-        if (tty) {
-            const int width = 30, fill = work_all ? (int)(width * work_done / work_all) : width;
-            fprintf(stderr, "\r\033[Kquantize: [%.*s%*s] %3d%% %zu/%zu %s", fill, "##############################",
-                    width - fill, "", work_all ? (int)(100 * work_done / work_all) : 100, i + 1, nt, p->name);
-        }
-        else if (!quiet && p->convert)
-            fprintf(stderr, "quantize: [%zu/%zu] %s %s -> %s\n", i + 1, nt, p->name, slm_dtype_name(p->in_type),
-                    slm_dtype_name(p->out_type));
-        if (p->convert && (s = convert(pool, p, &g->tensors[i]))) {
-            if (tty) fputc('\n', stderr);
-            cli_fail_status(cmd, s);
-            goto done;
-        }
-        if (p->convert) work_done += (uint64_t)p->n;
-    }
-    if (tty) fprintf(stderr, "\r\033[K");
+    if ((s = slm_rq_convert(pool, g, plans, &ro))) { cli_fail_status(cmd, s); goto done; }
 
     /* Metadata and tensors to the writer. */
     char sha[65];
@@ -490,57 +349,15 @@ int cmd_quantize(int argc, char **argv) {
         goto done;
     }
     if (keep_text.oom) { cli_fail(cmd, "out of memory"); goto done; }
-    for (size_t i = 0; i < nt; i++) {
-        const slm_gguf_tensor *t = &g->tensors[i];
-        plan *p = &plans[i];
-        if ((s = slm_gguf_writer_add_tensor(w, p->name, t->n_dims, t->ne, p->out_type, p->convert ? p->dst : p->src,
-                                            p->out_bytes))) {
-            cli_fail_status(cmd, s);
-            goto done;
-        }
-    }
+    if ((s = slm_rq_add_tensors(w, g, plans))) { cli_fail_status(cmd, s); goto done; }
     if ((s = slm_gguf_writer_write(w, out))) { cli_fail_status(cmd, s); goto done; }
 
-    /* Summary. */
-    uint64_t tin = 0, tout = 0, n_all = 0, q_n = 0, q_out = 0;
-    double q_err2 = 0, q_ref2 = 0;
-    int n_conv = 0;
-    if (!quiet) printf("%-28s %-15s %12s %12s %10s\n", "tensor", "dtype", "bytes in", "bytes out", "rel rmse");
-    for (size_t i = 0; i < nt; i++) {
-        const plan *p = &plans[i];
-        tin += p->in_bytes;
-        tout += p->out_bytes;
-        n_all += (uint64_t)p->n;
-        if (p->convert) {
-            n_conv++;
-            q_n += (uint64_t)p->n;
-            q_out += p->out_bytes;
-            q_err2 += p->err2;
-            q_ref2 += p->ref2;
-        }
-        if (quiet && !p->note) continue;
-        char dt[32], err[32] = "-";
-        snprintf(dt, sizeof dt, "%s -> %s", slm_dtype_name(p->in_type), slm_dtype_name(p->out_type));
-        if (p->convert) snprintf(err, sizeof err, "%.6f", p->ref2 > 0 ? sqrt(p->err2 / p->ref2) : 0.0);
-        printf("%-28s %-15s %12zu %12zu %10s%s%s\n", p->name, dt, p->in_bytes, p->out_bytes, err,
-               p->note ? "  " : "", p->note ? p->note : "");
-    }
-    char a[32], b[32];
-    fmt_bytes(tin, a, sizeof a);
-    fmt_bytes(tout, b, sizeof b);
-    printf("total: %zu tensors (%d quantized to %s or overrides), %" PRIu64 " -> %" PRIu64 " bytes (%s -> %s), "
-           "%.3f -> %.3f bits per weight\n",
-           nt, n_conv, slm_dtype_name((uint32_t)main_type), tin, tout, a, b,
-           n_all ? 8.0 * (double)tin / (double)n_all : 0.0, n_all ? 8.0 * (double)tout / (double)n_all : 0.0);
-    if (q_n)
-        printf("quantized matrices: %" PRIu64 " weights, %.3f bits per weight, rel rmse %.6f\n", q_n,
-               8.0 * (double)q_out / (double)q_n, q_ref2 > 0 ? sqrt(q_err2 / q_ref2) : 0.0);
+    slm_rq_print_summary(stdout, plans, nt, !quiet, slm_dtype_name((uint32_t)main_type));
     printf("wrote %s\n", out);
     rc = 0;
 done:
-    if (plans)
-        for (size_t i = 0; i < (size_t)g->n_tensors; i++) free(plans[i].dst);
-    free(plans);
+    slm_rq_free(plans, g ? (size_t)g->n_tensors : 0);
+    free(want);
     slm_gguf_writer_free(w);
     slm_pool_free(pool);
     slm_gguf_free(g);

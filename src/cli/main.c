@@ -17,6 +17,7 @@ static const struct {
     {"logits", cmd_logits, "write the logits of every position of a token sequence (raw f32)"},
     {"quantize", cmd_quantize, "re-quantize the weight matrices (q8_0, q4_0, q4_1, q5_0, q5_1, f16, bf16)"},
     {"bench", cmd_bench, "prompt and generation speed (pp/tg tokens/s), memory bandwidth"},
+    {"eval", cmd_eval, "size, perplexity and KL against a base for several models side by side"},
 };
 
 static void usage(FILE *f) {

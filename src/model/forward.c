@@ -101,6 +101,11 @@ void slm_ctx_free(slm_ctx *c) {
     free(c);
 }
 
+void slm_ctx_set_tap(slm_ctx *c, slm_tap_fn fn, void *user) {
+    c->tap = fn;
+    c->tap_user = fn ? user : NULL;
+}
+
 int slm_ctx_len(const slm_ctx *c) { return c->seq.n_tokens; }
 
 void slm_ctx_truncate(slm_ctx *c, int n) {
@@ -162,6 +167,7 @@ static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, int pos0, in
         /* attention */
         for (int t = 0; t < n; t++)
             slm_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, L->attn_norm, dim, cfg->norm_eps);
+        if (c->tap) c->tap(c->tap_user, l, SLM_TAP_ATTN_IN, c->xb, n, dim);
         slm_matmul(&c->mm, &L->wq, c->xb, n, c->q);
         slm_matmul(&c->mm, &L->wk, c->xb, n, c->k);
         slm_matmul(&c->mm, &L->wv, c->xb, n, c->v);
@@ -179,15 +185,18 @@ static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, int pos0, in
             slm_kv_store(c->kv, &c->seq, l, pos0 + t, k, v);
         }
         attention(c, l, n, pos0);
+        if (c->tap) c->tap(c->tap_user, l, SLM_TAP_ATTN_OUT, c->att, n, qd);
         slm_matmul(&c->mm, &L->wo, c->att, n, c->xb2);
         for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->xb2[i];
 
         /* feed-forward */
         for (int t = 0; t < n; t++)
             slm_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, L->ffn_norm, dim, cfg->norm_eps);
+        if (c->tap) c->tap(c->tap_user, l, SLM_TAP_FFN_IN, c->xb, n, dim);
         slm_matmul(&c->mm, &L->w_gate, c->xb, n, c->hb);
         slm_matmul(&c->mm, &L->w_up, c->xb, n, c->hb2);
         slm_swiglu(c->hb, c->hb2, n * ffn);
+        if (c->tap) c->tap(c->tap_user, l, SLM_TAP_FFN_MID, c->hb, n, ffn);
         slm_matmul(&c->mm, &L->w_down, c->hb, n, c->xb2);
         for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->xb2[i];
     }

@@ -15,6 +15,19 @@
 #include "../kernels/matmul.h"
 #include "model.h"
 
+/* The inputs of the linear layers of each block, as seen by a tap. */
+typedef enum {
+    SLM_TAP_ATTN_IN,  /* attention RMSNorm output, input of wq/wk/wv: [n][dim] */
+    SLM_TAP_ATTN_OUT, /* attention output, input of wo: [n][n_heads*head_dim] */
+    SLM_TAP_FFN_IN,   /* FFN RMSNorm output, input of w_gate/w_up: [n][dim] */
+    SLM_TAP_FFN_MID,  /* SwiGLU output, input of w_down: [n][ffn_dim] */
+    SLM_TAP_COUNT
+} slm_tap_point;
+
+/* Observer of activations: x is [n_tokens][dim] row-major, valid only during the call.
+ * point is an slm_tap_point. */
+typedef void (*slm_tap_fn)(void *user, int layer, int point, const float *x, int n_tokens, int dim);
+
 typedef struct {
     int n_ctx;      /* positions this context can hold (0: min(model context, 4096)) */
     int max_batch;  /* tokens per forward pass (0: 256); longer inputs are split */
@@ -47,6 +60,8 @@ typedef struct slm_ctx {
     slm_isa isa;   /* kernel set in use */
     slm_mm mm;     /* matmul scratch and kernels */
     bool simd_attn;
+    slm_tap_fn tap; /* NULL: no observer */
+    void *tap_user;
 } slm_ctx;
 
 slm_status slm_ctx_create(const slm_model *m, const slm_ctx_params *p, slm_ctx **out);
@@ -57,6 +72,11 @@ void slm_ctx_free(slm_ctx *c); /* NULL is a no-op */
  * n_out is 0. SLM_ERR_FULL if the context would exceed n_ctx; SLM_ERR_ARG for a token id out
  * of range. On error the sequence is left as it was before the call. */
 slm_status slm_ctx_eval(slm_ctx *c, const int32_t *tokens, int n, int n_out, float *logits);
+
+/* Observe the linear-layer inputs of every later forward pass: fn is called on the calling
+ * thread at the four slm_tap_point places of every layer for every batch (a long input is
+ * split into batches of max_batch tokens). fn NULL removes the tap. */
+void slm_ctx_set_tap(slm_ctx *c, slm_tap_fn fn, void *user);
 
 /* Number of positions in the sequence. */
 int slm_ctx_len(const slm_ctx *c);

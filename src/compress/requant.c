@@ -1,0 +1,260 @@
+/* requant.c - tensor rewriting shared by the model-writing commands (see requant.h). */
+#include "compress/requant.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/dtype.h"
+#include "core/gq.h"
+
+int slm_rq_gq_layout(uint32_t t) {
+    if (slm_gq_format_of(t, NULL)) return (int)t;
+    switch (t) {
+    case SLM_DT_Q4_0: return slm_gq_type(4, 32, false);
+    case SLM_DT_Q4_1: return slm_gq_type(4, 32, true);
+    case SLM_DT_Q8_0: return slm_gq_type(8, 32, false);
+    default: return -1;
+    }
+}
+
+static bool affected(const slm_rq_opts *o, const char *name) {
+    return o && o->hooks && o->hooks->affects && o->hooks->affects(o->hooks->user, name);
+}
+
+/* A type a tensor of row length cols can be converted to; -1 if none. */
+static bool convertible(uint32_t in, uint32_t out, int64_t cols, const char **note) {
+    const slm_dtype_traits *ti = slm_dtype_get(in), *to = slm_dtype_get(out);
+    if (!ti || !ti->to_float) {
+        *note = "input dtype cannot be dequantized; kept";
+        return false;
+    }
+    if (!to || !to->from_float) {
+        *note = "no quantizer for the target type; kept";
+        return false;
+    }
+    if (cols % to->block_size != 0) {
+        *note = "row length not a multiple of the block size; kept";
+        return false;
+    }
+    return true;
+}
+
+slm_status slm_rq_plan(const slm_gguf *g, const int *want, const slm_rq_opts *o, slm_rq_tensor **out) {
+    const size_t nt = (size_t)g->n_tensors;
+    slm_rq_tensor *ts = calloc(nt ? nt : 1, sizeof *ts);
+    if (!ts) return slm_error(SLM_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < nt; i++) {
+        const slm_gguf_tensor *t = &g->tensors[i];
+        slm_rq_tensor *p = &ts[i];
+        if (t->name.len >= sizeof p->name) {
+            free(ts);
+            return slm_error(SLM_ERR_FORMAT, "tensor #%zu: name longer than %zu bytes", i, sizeof p->name - 1);
+        }
+        slm_gguf_str_copy(t->name, p->name, sizeof p->name);
+        p->in_type = p->out_type = t->type;
+        p->cols = t->ne[0];
+        p->n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+        p->rows = p->cols ? p->n / p->cols : 0;
+        p->src = t->data;
+        p->in_bytes = p->out_bytes = t->nbytes;
+        p->gq = -1;
+        const bool fold = affected(o, p->name);
+        int target = want[i];
+        if (target < 0 && !fold) continue;
+        if (target < 0) target = (int)t->type;
+        const char *note = NULL;
+        if (!convertible(t->type, (uint32_t)target, p->cols, &note)) {
+            if (!fold) {
+                p->note = note;
+                continue;
+            }
+            /* folding must happen: fall back to a float type */
+            target = t->n_dims == 1 ? SLM_DT_F32 : SLM_DT_F16;
+            p->note = "folded; stored as a float type";
+            if (!convertible(t->type, (uint32_t)target, p->cols, &note)) {
+                free(ts);
+                return slm_error(SLM_ERR_UNSUPPORTED, "tensor '%s' (%s) cannot be rewritten: %s", p->name,
+                                 slm_dtype_name(t->type), note);
+            }
+        }
+        size_t row;
+        if (!slm_row_bytes((uint32_t)target, p->cols, &row) ||
+            __builtin_mul_overflow(row, (size_t)p->rows, &p->out_bytes)) {
+            free(ts);
+            return slm_error(SLM_ERR_ARG, "tensor '%s': size overflows", p->name);
+        }
+        p->out_type = (uint32_t)target;
+        p->convert = true;
+        if (o && o->clip_search) p->gq = slm_rq_gq_layout(p->out_type);
+    }
+    *out = ts;
+    return SLM_OK;
+}
+
+/* ---- conversion ---------------------------------------------------------------------- */
+
+typedef struct {
+    slm_rq_tensor *p;
+    const slm_rq_opts *o;
+    size_t in_row, out_row;
+    float *scratch;      /* [nth][3 * cols] */
+    double *err2, *ref2; /* [nth] */
+    const float *imp;    /* per-column importance, or NULL */
+} job;
+
+static void convert_rows(void *arg, int ith, int nth) {
+    job *j = arg;
+    slm_rq_tensor *p = j->p;
+    const slm_dtype_traits *ti = slm_dtype_get(p->in_type), *to = slm_dtype_get(p->out_type);
+    const int64_t cols = p->cols;
+    float *x = j->scratch + (size_t)ith * 2 * (size_t)cols, *y = x + cols;
+    const slm_rq_hooks *h = j->o ? j->o->hooks : NULL;
+    const bool fold = h && h->fold_row && h->affects && h->affects(h->user, p->name);
+    long lo, hi;
+    slm_pool_split((long)p->rows, ith, nth, 1, &lo, &hi);
+    double e2 = 0, r2 = 0;
+    for (long r = lo; r < hi; r++) {
+        const uint8_t *src = (const uint8_t *)p->src + (size_t)r * j->in_row;
+        uint8_t *dst = (uint8_t *)p->dst + (size_t)r * j->out_row;
+        ti->to_float(src, x, cols);
+        if (fold) h->fold_row(h->user, p->name, r, x, cols);
+        if (p->gq >= 0) {
+            const slm_gq_opts go = {.clip_search = true, .importance = j->imp};
+            slm_gq_quantize_row((uint32_t)p->gq, x, dst, cols, &go);
+        } else {
+            to->from_float(x, dst, cols);
+        }
+        to->to_float(dst, y, cols);
+        for (int64_t i = 0; i < cols; i++) {
+            const double d = (double)x[i] - (double)y[i];
+            e2 += d * d;
+            r2 += (double)x[i] * (double)x[i];
+        }
+    }
+    j->err2[ith] = e2;
+    j->ref2[ith] = r2;
+}
+
+static slm_status convert_one(slm_pool *pool, slm_rq_tensor *p, const slm_rq_opts *o) {
+    const int nth = slm_pool_size(pool);
+    job j = {.p = p, .o = o};
+    if (!slm_row_bytes(p->in_type, p->cols, &j.in_row) || !slm_row_bytes(p->out_type, p->cols, &j.out_row))
+        return slm_error(SLM_ERR_ARG, "tensor '%s': bad row length", p->name);
+    const size_t cols = (size_t)(p->cols ? p->cols : 1);
+    p->dst = malloc(p->out_bytes ? p->out_bytes : 1);
+    j.scratch = malloc((size_t)nth * 2 * cols * sizeof(float));
+    float *imp_buf = malloc(cols * sizeof(float));
+    j.err2 = calloc((size_t)nth, sizeof(double));
+    j.ref2 = calloc((size_t)nth, sizeof(double));
+    slm_status s = SLM_OK;
+    if (!p->dst || !j.scratch || !j.err2 || !j.ref2 || !imp_buf) {
+        s = slm_error(SLM_ERR_NOMEM, "tensor '%s': out of memory (%zu bytes)", p->name, p->out_bytes);
+    } else {
+        if (p->gq >= 0 && o && o->hooks && o->hooks->importance)
+            j.imp = o->hooks->importance(o->hooks->user, p->name, imp_buf, p->cols);
+        if (p->rows) {
+            slm_pool_run(pool, convert_rows, &j);
+            for (int i = 0; i < nth; i++) {
+                p->err2 += j.err2[i];
+                p->ref2 += j.ref2[i];
+            }
+        }
+    }
+    free(j.scratch);
+    free(imp_buf);
+    free(j.err2);
+    free(j.ref2);
+    return s;
+}
+
+slm_status slm_rq_convert(slm_pool *pool, const slm_gguf *g, slm_rq_tensor *ts, const slm_rq_opts *o) {
+    const size_t nt = (size_t)g->n_tensors;
+    const int progress = o ? o->progress : 0;
+    const char *label = o && o->label ? o->label : "convert";
+    uint64_t work_all = 0, work_done = 0;
+    for (size_t i = 0; i < nt; i++)
+        if (ts[i].convert) work_all += (uint64_t)ts[i].n;
+    for (size_t i = 0; i < nt; i++) {
+        slm_rq_tensor *p = &ts[i];
+        if (progress == 1) {
+            const int width = 30, fill = work_all ? (int)(width * work_done / work_all) : width;
+            fprintf(stderr, "\r\033[K%s: [%.*s%*s] %3d%% %zu/%zu %s", label, fill, "##############################",
+                    width - fill, "", work_all ? (int)(100 * work_done / work_all) : 100, i + 1, nt, p->name);
+        } else if (progress == 2 && p->convert) {
+            fprintf(stderr, "%s: [%zu/%zu] %s %s -> %s\n", label, i + 1, nt, p->name, slm_dtype_name(p->in_type),
+                    slm_dtype_name(p->out_type));
+        }
+        slm_status s;
+        if (p->convert && (s = convert_one(pool, p, o))) {
+            if (progress == 1) fputc('\n', stderr);
+            return s;
+        }
+        if (p->convert) work_done += (uint64_t)p->n;
+    }
+    if (progress == 1) fprintf(stderr, "\r\033[K");
+    return SLM_OK;
+}
+
+slm_status slm_rq_add_tensors(slm_gguf_writer *w, const slm_gguf *g, const slm_rq_tensor *ts) {
+    for (size_t i = 0; i < (size_t)g->n_tensors; i++) {
+        const slm_gguf_tensor *t = &g->tensors[i];
+        const slm_rq_tensor *p = &ts[i];
+        slm_status s = slm_gguf_writer_add_tensor(w, p->name, t->n_dims, t->ne, p->out_type,
+                                                  p->convert ? p->dst : p->src, p->out_bytes);
+        if (s) return s;
+    }
+    return SLM_OK;
+}
+
+static void fmt_bytes(uint64_t b, char *buf, size_t cap) {
+    if (b >= 10u << 20) snprintf(buf, cap, "%.1f MiB", (double)b / (1 << 20));
+    else if (b >= 10u << 10) snprintf(buf, cap, "%.1f KiB", (double)b / (1 << 10));
+    else snprintf(buf, cap, "%" PRIu64 " B", b);
+}
+
+void slm_rq_print_summary(FILE *f, const slm_rq_tensor *ts, size_t nt, bool per_tensor, const char *type_name) {
+    uint64_t tin = 0, tout = 0, n_all = 0, q_n = 0, q_out = 0;
+    double q_err2 = 0, q_ref2 = 0;
+    int n_conv = 0;
+    if (per_tensor) fprintf(f, "%-28s %-15s %12s %12s %10s\n", "tensor", "dtype", "bytes in", "bytes out", "rel rmse");
+    for (size_t i = 0; i < nt; i++) {
+        const slm_rq_tensor *p = &ts[i];
+        tin += p->in_bytes;
+        tout += p->out_bytes;
+        n_all += (uint64_t)p->n;
+        if (p->convert) {
+            n_conv++;
+            q_n += (uint64_t)p->n;
+            q_out += p->out_bytes;
+            q_err2 += p->err2;
+            q_ref2 += p->ref2;
+        }
+        if (!per_tensor && !p->note) continue;
+        char dt[32], err[32] = "-";
+        snprintf(dt, sizeof dt, "%s -> %s", slm_dtype_name(p->in_type), slm_dtype_name(p->out_type));
+        if (p->convert) snprintf(err, sizeof err, "%.6f", p->ref2 > 0 ? sqrt(p->err2 / p->ref2) : 0.0);
+        fprintf(f, "%-28s %-15s %12zu %12zu %10s%s%s\n", p->name, dt, p->in_bytes, p->out_bytes, err,
+                p->note ? "  " : "", p->note ? p->note : "");
+    }
+    char a[32], b[32];
+    fmt_bytes(tin, a, sizeof a);
+    fmt_bytes(tout, b, sizeof b);
+    fprintf(f,
+            "total: %zu tensors (%d quantized to %s or overrides), %" PRIu64 " -> %" PRIu64 " bytes (%s -> %s), "
+            "%.3f -> %.3f bits per weight\n",
+            nt, n_conv, type_name, tin, tout, a, b, n_all ? 8.0 * (double)tin / (double)n_all : 0.0,
+            n_all ? 8.0 * (double)tout / (double)n_all : 0.0);
+    if (q_n)
+        fprintf(f, "quantized matrices: %" PRIu64 " weights, %.3f bits per weight, rel rmse %.6f\n", q_n,
+                8.0 * (double)q_out / (double)q_n, q_ref2 > 0 ? sqrt(q_err2 / q_ref2) : 0.0);
+}
+
+void slm_rq_free(slm_rq_tensor *ts, size_t n) {
+    if (!ts) return;
+    for (size_t i = 0; i < n; i++) free(ts[i].dst);
+    free(ts);
+}

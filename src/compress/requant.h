@@ -1,0 +1,70 @@
+/* requant.h - rewrite the tensors of a GGUF model: each chosen tensor is dequantized row by
+ * row, optionally changed by a fold hook (scales of AWQ, ...), and quantized to its target
+ * type; the others are copied. The commands that write models (quantize, awq) plan the
+ * targets and leave the work and the bookkeeping of errors and sizes to this module. */
+#ifndef SLM_REQUANT_H
+#define SLM_REQUANT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../core/gguf.h"
+#include "../core/gguf_write.h"
+#include "../core/status.h"
+#include "../core/threadpool.h"
+
+typedef struct {
+    char name[128];
+    uint32_t in_type, out_type;
+    bool convert;       /* rewritten (else copied as is) */
+    const char *note;   /* why it was not converted as asked, or NULL */
+    int64_t n, rows, cols;
+    size_t in_bytes, out_bytes;
+    double err2, ref2;  /* sum of squared quantization errors and of squared (folded) weights */
+    int gq;             /* >= 0: quantized by the group quantizer of this layout (clip search) */
+    const void *src;
+    void *dst;          /* owned when convert */
+} slm_rq_tensor;
+
+typedef struct {
+    void *user;
+    /* true if the tensor must be rewritten with fold_row applied to every row */
+    bool (*affects)(void *user, const char *name);
+    void (*fold_row)(void *user, const char *name, int64_t row, float *x, int64_t n);
+    /* per-column error weights for the clipping search of this tensor (buf has n floats; may
+     * return buf, another array, or NULL for none) */
+    const float *(*importance)(void *user, const char *name, float *buf, int64_t n);
+} slm_rq_hooks;
+
+typedef struct {
+    bool clip_search;           /* group search for the types that have a group layout */
+    const slm_rq_hooks *hooks;  /* NULL: none */
+    int progress;               /* 0 none, 1 a bar on a terminal, 2 a line per tensor */
+    const char *label;          /* progress prefix ("quantize") */
+} slm_rq_opts;
+
+/* Plan: want[i] is the target type of tensor i, or -1 to copy it. A tensor that cannot be
+ * converted (input not dequantizable, row length not a multiple of the target's block) keeps
+ * its type with a note; one the fold hook affects is always rewritten (at its own type, or
+ * f32 / f16 when that type has no quantizer). *out is [g->n_tensors]. */
+slm_status slm_rq_plan(const slm_gguf *g, const int *want, const slm_rq_opts *o, slm_rq_tensor **out);
+
+/* The types whose bytes a group layout produces (q4_0, q4_1, q8_0, the group formats), or -1. */
+int slm_rq_gq_layout(uint32_t t);
+
+/* Convert every planned tensor (threads split the rows). */
+slm_status slm_rq_convert(slm_pool *pool, const slm_gguf *g, slm_rq_tensor *ts, const slm_rq_opts *o);
+
+/* Add every tensor (converted or copied) to w, in the input's order. */
+slm_status slm_rq_add_tensors(slm_gguf_writer *w, const slm_gguf *g, const slm_rq_tensor *ts);
+
+/* The per-tensor table (tensor, dtype in -> out, bytes, relative RMS error, notes; with
+ * per_tensor false only the noted tensors) and the totals: sizes, bits per weight, and the
+ * error over the converted tensors. */
+void slm_rq_print_summary(FILE *f, const slm_rq_tensor *ts, size_t n, bool per_tensor, const char *type_name);
+
+void slm_rq_free(slm_rq_tensor *ts, size_t n); /* NULL is a no-op */
+
+#endif
