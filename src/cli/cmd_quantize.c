@@ -54,14 +54,9 @@ static const char *const usage =
 
 static const char *cmd = "quantize";
 
-/* Types the command produces, with their llama.cpp file-type (general.file_type) values. */
-static const struct {
-    uint32_t dtype;
-    uint32_t ftype;
-} out_types[] = {
-    {SLM_DT_F32, 0}, {SLM_DT_F16, 1}, {SLM_DT_Q4_0, 2}, {SLM_DT_Q4_1, 3},
-    {SLM_DT_Q8_0, 7}, {SLM_DT_Q5_0, 8}, {SLM_DT_Q5_1, 9}, {SLM_DT_BF16, 32},
-};
+/* The llama.cpp-compatible types the command produces (and every group format). */
+static const uint32_t out_types[] = {SLM_DT_F32,  SLM_DT_F16,  SLM_DT_Q4_0, SLM_DT_Q4_1,
+                                     SLM_DT_Q8_0, SLM_DT_Q5_0, SLM_DT_Q5_1, SLM_DT_BF16};
 
 #define TYPE_LIST "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q<2|3|4|8>g<32|64|128>[a]"
 
@@ -70,17 +65,10 @@ static int parse_type(const char *name) {
     int t = slm_dtype_from_name(name);
     if (t >= 0 && slm_gq_format_of((uint32_t)t, NULL)) return t;
     for (size_t i = 0; t >= 0 && i < sizeof out_types / sizeof *out_types; i++)
-        if (out_types[i].dtype == (uint32_t)t) return t;
+        if (out_types[i] == (uint32_t)t) return t;
     return -1;
 }
 
-/* general.file_type for a main type; group formats have no llama.cpp file type and get
- * 1024 ("guessed from the tensors"). */
-static uint32_t ftype_of(uint32_t dtype) {
-    for (size_t i = 0; i < sizeof out_types / sizeof *out_types; i++)
-        if (out_types[i].dtype == dtype) return out_types[i].ftype;
-    return 1024;
-}
 
 /* ---- rules --------------------------------------------------------------------------- */
 
@@ -191,23 +179,7 @@ static bool rule_matches(const rule *r, const char *name) {
     }
 }
 
-/* The weight matrices that are quantized. */
-static bool is_weight_matrix(const slm_gguf_tensor *t, const char *name) {
-    if (t->n_dims != 2) return false;
-    if (!strcmp(name, "token_embd.weight") || !strcmp(name, "output.weight")) return true;
-    return layer_of(name) >= 0 && (fnmatch("blk.*.attn_*.weight", name, 0) == 0 ||
-                                   fnmatch("blk.*.ffn_*.weight", name, 0) == 0);
-}
-
 /* ---- command ------------------------------------------------------------------------- */
-
-/* The directory part of path ("." when there is none). */
-static void dir_of(const char *path, char *buf, size_t cap) {
-    const char *slash = strrchr(path, '/');
-    if (!slash) snprintf(buf, cap, ".");
-    else if (slash == path) snprintf(buf, cap, "/");
-    else snprintf(buf, cap, "%.*s", (int)(slash - path), path);
-}
 
 int cmd_quantize(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *type_name = NULL;
@@ -269,27 +241,7 @@ int cmd_quantize(int argc, char **argv) {
     /* Input and output: checked before any work. */
     slm_status s = slm_gguf_open(in, &g);
     if (s) { cli_fail_status(cmd, s); goto done; }
-    struct stat si, so;
-    if (!strcmp(in, out) || (stat(in, &si) == 0 && stat(out, &so) == 0 && si.st_dev == so.st_dev &&
-                             si.st_ino == so.st_ino)) {
-        cli_fail(cmd, "output %s is the input file; choose another name", out);
-        goto done;
-    }
-    if (stat(out, &so) == 0 && S_ISDIR(so.st_mode)) {
-        cli_fail(cmd, "output %s is a directory", out);
-        goto done;
-    }
-    char dir[4096];
-    dir_of(out, dir, sizeof dir);
-    struct stat sd;
-    if (stat(dir, &sd) != 0 || !S_ISDIR(sd.st_mode)) {
-        cli_fail(cmd, "output directory %s does not exist", dir);
-        goto done;
-    }
-    if (access(dir, W_OK) != 0) {
-        cli_fail(cmd, "output directory %s is not writable: %s", dir, strerror(errno));
-        goto done;
-    }
+    if (!cli_check_output(cmd, in, out)) goto done;
 
     /* Targets: --tensor-type first, then --keep, then the main type for weight matrices. A
      * matrix asked for its own type is still re-quantized (it reproduces its grid). */
@@ -306,7 +258,7 @@ int cmd_quantize(int argc, char **argv) {
                 tt[r].matched++;
                 want[i] = tt[r].type;
             }
-        if (want[i] < 0 && is_weight_matrix(t, name)) {
+        if (want[i] < 0 && slm_rq_is_weight_matrix(t, name)) {
             want[i] = main_type;
             for (int r = 0; r < n_keep; r++)
                 if (rule_matches(&keep[r], name)) {
@@ -339,7 +291,7 @@ int cmd_quantize(int argc, char **argv) {
     char sha[65];
     slm_sha256_hex(g->buf, g->size, sha);
     if ((s = slm_gguf_writer_create(&w)) || (s = slm_gguf_writer_copy_kvs(w, g)) ||
-        (s = slm_gguf_writer_set_u32(w, "general.file_type", ftype_of((uint32_t)main_type))) ||
+        (s = slm_gguf_writer_set_u32(w, "general.file_type", slm_rq_file_type((uint32_t)main_type))) ||
         (s = slm_gguf_writer_set_str(w, "slimlm.quantize.type", slm_dtype_name((uint32_t)main_type))) ||
         (s = slm_gguf_writer_set_str(w, "slimlm.quantize.keep", keep_text.p ? keep_text.p : "")) ||
         (s = slm_gguf_writer_set_str(w, "slimlm.quantize.method", clip_search ? "clip-search" : "round-to-nearest")) ||

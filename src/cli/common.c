@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/paths.h"
 
@@ -242,4 +243,32 @@ char *cli_read_file(const char *cmd, const char *path, size_t *len) {
     buf[n] = 0;
     *len = n;
     return buf;
+}
+
+bool cli_check_output(const char *cmd, const char *in, const char *out) {
+    struct stat si, so;
+    if (!strcmp(in, out) ||
+        (stat(in, &si) == 0 && stat(out, &so) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino)) {
+        cli_fail(cmd, "output %s is the input file; choose another name", out);
+        return false;
+    }
+    if (stat(out, &so) == 0 && S_ISDIR(so.st_mode)) {
+        cli_fail(cmd, "output %s is a directory", out);
+        return false;
+    }
+    char dir[4096];
+    const char *slash = strrchr(out, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == out) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - out), out);
+    struct stat sd;
+    if (stat(dir, &sd) != 0 || !S_ISDIR(sd.st_mode)) {
+        cli_fail(cmd, "output directory %s does not exist", dir);
+        return false;
+    }
+    if (access(dir, W_OK) != 0) {
+        cli_fail(cmd, "output directory %s is not writable: %s", dir, strerror(errno));
+        return false;
+    }
+    return true;
 }

@@ -53,6 +53,10 @@ void cli_engine_free(cli_engine *e);
 /* Parse "1,2,3" into a malloc'd id array. */
 bool cli_parse_ids(const char *cmd, const char *s, int32_t **ids, int *n);
 
+/* An output model file path is usable: not the input file (same name or inode), not a
+ * directory, in an existing writable directory. Prints the error itself. */
+bool cli_check_output(const char *cmd, const char *in, const char *out);
+
 /* Read a whole file (for -f); malloc'd, NUL-terminated. */
 char *cli_read_file(const char *cmd, const char *path, size_t *len);
 

@@ -15,7 +15,8 @@ static const struct {
     {"perplexity", cmd_perplexity, "perplexity of a text; KL divergence against a base model"},
     {"tokenize", cmd_tokenize, "show the token ids and pieces of a text"},
     {"logits", cmd_logits, "write the logits of every position of a token sequence (raw f32)"},
-    {"quantize", cmd_quantize, "re-quantize the weight matrices (q8_0, q4_0, q4_1, q5_0, q5_1, f16, bf16)"},
+    {"quantize", cmd_quantize, "re-quantize the weight matrices (llama.cpp types, group formats q4g128 ...)"},
+    {"awq", cmd_awq, "activation-aware quantization: calibrate, search scales, fold, quantize"},
     {"bench", cmd_bench, "prompt and generation speed (pp/tg tokens/s), memory bandwidth"},
     {"eval", cmd_eval, "size, perplexity and KL against a base for several models side by side"},
 };

@@ -1,6 +1,7 @@
 /* requant.c - tensor rewriting shared by the model-writing commands (see requant.h). */
 #include "compress/requant.h"
 
+#include <fnmatch.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,6 +12,20 @@
 #include "core/dtype.h"
 #include "core/gq.h"
 
+uint32_t slm_rq_file_type(uint32_t dtype) {
+    switch (dtype) {
+    case SLM_DT_F32: return 0;
+    case SLM_DT_F16: return 1;
+    case SLM_DT_Q4_0: return 2;
+    case SLM_DT_Q4_1: return 3;
+    case SLM_DT_Q8_0: return 7;
+    case SLM_DT_Q5_0: return 8;
+    case SLM_DT_Q5_1: return 9;
+    case SLM_DT_BF16: return 32;
+    default: return 1024;
+    }
+}
+
 int slm_rq_gq_layout(uint32_t t) {
     if (slm_gq_format_of(t, NULL)) return (int)t;
     switch (t) {
@@ -19,6 +34,16 @@ int slm_rq_gq_layout(uint32_t t) {
     case SLM_DT_Q8_0: return slm_gq_type(8, 32, false);
     default: return -1;
     }
+}
+
+bool slm_rq_is_weight_matrix(const slm_gguf_tensor *t, const char *name) {
+    if (t->n_dims != 2) return false;
+    if (!strcmp(name, "token_embd.weight") || !strcmp(name, "output.weight")) return true;
+    if (strncmp(name, "blk.", 4) || name[4] < '0' || name[4] > '9') return false;
+    const char *p = name + 4;
+    while (*p >= '0' && *p <= '9') p++;
+    if (*p != '.') return false;
+    return (fnmatch("*.attn_*.weight", p, 0) == 0 || fnmatch("*.ffn_*.weight", p, 0) == 0);
 }
 
 static bool affected(const slm_rq_opts *o, const char *name) {

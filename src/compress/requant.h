@@ -51,6 +51,14 @@ typedef struct {
  * f32 / f16 when that type has no quantizer). *out is [g->n_tensors]. */
 slm_status slm_rq_plan(const slm_gguf *g, const int *want, const slm_rq_opts *o, slm_rq_tensor **out);
 
+/* The 2-D weight matrices the model-writing commands quantize by default: token_embd,
+ * output and blk.N.attn_* / blk.N.ffn_* weights. */
+bool slm_rq_is_weight_matrix(const slm_gguf_tensor *t, const char *name);
+
+/* general.file_type for a model whose main weight type is dtype (llama.cpp's values; 1024,
+ * "guessed from the tensors", for types llama.cpp does not have). */
+uint32_t slm_rq_file_type(uint32_t dtype);
+
 /* The types whose bytes a group layout produces (q4_0, q4_1, q8_0, the group formats), or -1. */
 int slm_rq_gq_layout(uint32_t t);
 
