@@ -8,9 +8,10 @@
 #
 # Writes OUTDIR/*.gguf, OUTDIR/eval.json and prints the table.
 set -eu
+BIN=${BIN:-build/slimlm}
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: bench/quant_table.sh OUTDIR [MODEL]}
-MODEL=${2:-$(build/slimlm info 2>/dev/null | sed -n "s/^file: *//p" | head -1)}
+MODEL=${2:-$("$BIN" info 2>/dev/null | sed -n "s/^file: *//p" | head -1)}
 [ -n "$MODEL" ] || MODEL=${SLIMLM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/slimlm}/SmolLM2-135M-Instruct.Q4_1.gguf
 TEXT=${TEXT:-../shared/data/wikitext2-test.txt}
 CHUNKS=${CHUNKS:-20}
@@ -21,12 +22,12 @@ CLIP=${CLIP:-"q4_0 q4g128 q4g128a q3g128 q3g128a q3g64a q2g64a q2g32a"}
 mkdir -p "$OUT"
 args=()
 for t in $TYPES; do
-  [ -s "$OUT/$t.gguf" ] || build/slimlm quantize -m "$MODEL" -o "$OUT/$t.gguf" --type "$t" -t "$THREADS" -q >/dev/null
+  [ -s "$OUT/$t.gguf" ] || "$BIN" quantize -m "$MODEL" -o "$OUT/$t.gguf" --type "$t" -t "$THREADS" -q >/dev/null
   args+=(-m "$OUT/$t.gguf")
 done
 for t in $CLIP; do
-  [ -s "$OUT/$t-clip.gguf" ] || build/slimlm quantize -m "$MODEL" -o "$OUT/$t-clip.gguf" --type "$t" --clip-search -t "$THREADS" -q >/dev/null
+  [ -s "$OUT/$t-clip.gguf" ] || "$BIN" quantize -m "$MODEL" -o "$OUT/$t-clip.gguf" --type "$t" --clip-search -t "$THREADS" -q >/dev/null
   args+=(-m "$OUT/$t-clip.gguf")
 done
-build/slimlm eval "${args[@]}" --base "$MODEL" -f "$TEXT" --ctx 512 --chunks "$CHUNKS" --tg "$TG" -t "$THREADS" \
+"$BIN" eval "${args[@]}" --base "$MODEL" -f "$TEXT" --ctx 512 --chunks "$CHUNKS" --tg "$TG" -t "$THREADS" \
   --json "$OUT/eval.json"

@@ -81,8 +81,20 @@ expect_error_no_file() {
   expect_error "$@"
   if ls "$TMP"/out.gguf* >/dev/null 2>&1; then bad "$d: left $(ls "$TMP"/out.gguf*)"; rm -f "$TMP"/out.gguf*; else ok; fi
 }
+# Group formats: a 3-bit model with clipping search is written, recorded, and runs.
+"$BIN" quantize -m "$MODEL" -o "$TMP/q3.gguf" --type q3g128 --clip-search -t 2 -q >"$TMP/q3.txt" 2>&1
+check "q3g128 --clip-search exits 0" test $? -eq 0
+check "q3g128: 3.125 bits per weight in the matrices" grep -q "quantized matrices: .* 3.1[0-9]* bits per weight" "$TMP/q3.txt"
+"$BIN" info -m "$TMP/q3.gguf" >"$TMP/q3.info" 2>&1
+check "q3g128: method recorded" grep -q 'slimlm.quantize.method (string) = "clip-search"' "$TMP/q3.info"
+check "q3g128: every matrix in the format" test "$(grep -cE ' q3g128 +\[' "$TMP/q3.info")" -eq 211
+"$BIN" run -m "$TMP/q3.gguf" -p "The capital of France is" -n 4 --temp 0 >/dev/null 2>&1
+check "q3g128 model runs" test $? -eq 0
+rm -f "$TMP/q3.gguf"
 O="$TMP/out.gguf"
-expect_error_no_file "unknown type" "$BIN" quantize -m "$MODEL" -o "$O" --type q3_k
+expect_error_no_file "unknown type" "$BIN" quantize -m "$MODEL" -o "$O" --type q9_9
+expect_error_no_file "unknown group size" "$BIN" quantize -m "$MODEL" -o "$O" --type q4g100
+expect_error_no_file "clip search for a type without a group layout" "$BIN" quantize -m "$MODEL" -o "$O" --type q5_0 --clip-search
 expect_error_no_file "type without quantizer" "$BIN" quantize -m "$MODEL" -o "$O" --type q8_1
 expect_error_no_file "missing --type" "$BIN" quantize -m "$MODEL" -o "$O"
 expect_error_no_file "missing input" "$BIN" quantize -m "$TMP/nope.gguf" -o "$O" --type q8_0
@@ -107,5 +119,5 @@ expect_error_no_file "bad --tensor-type" "$BIN" quantize -m "$MODEL" -o "$O" --t
 expect_error_no_file "write failure (file size limit)" bash -c 'trap "" XFSZ; ulimit -f 20000; exec "$@"' _ \
   "$BIN" quantize -m "$MODEL" -o "$O" --type q8_0 -t 2 -q
 check "write failure message" grep -q "write failed" "$TMP/e"
-check "no temporary files left" test -z "$(ls -A "$TMP" | grep -v -E '^(ro|text\.gguf|q8_0\.[a-z]+|q4_0\.[a-z]+|q4_1\.txt|cmp|mix\.(txt|info)|h|o|e)$')"
+check "no temporary files left" test -z "$(ls -A "$TMP" | grep -v -E '^(ro|text\.gguf|q8_0\.[a-z]+|q4_0\.[a-z]+|q4_1\.txt|q3\.(txt|info)|cmp|mix\.(txt|info)|h|o|e)$')"
 summary e2e_quantize
