@@ -1,8 +1,10 @@
-/* forward.c - the Llama-family forward pass over a batch of tokens of one sequence.
+/* forward.c - the Llama-family forward pass over a batch of tokens of one or more sequences.
  *
  * Read it top to bottom: embed, then per layer attention (RMSNorm, Q/K/V, RoPE, cache
  * append, causal GQA, output projection, residual) and feed-forward (RMSNorm, gate/up,
- * SwiGLU, down, residual), then the final norm and the output head for the requested rows. */
+ * SwiGLU, down, residual), then the final norm and the output head for the requested rows.
+ * A batch is a list of spans (consecutive tokens of one sequence); everything but the cache
+ * append and the attention treats the batch as one matrix of token rows. */
 #include "forward.h"
 
 #include <stdlib.h>
@@ -13,6 +15,12 @@
 #include "../kernels/flash_attn.h"
 #include "../kernels/matmul.h"
 #include "../kernels/ops.h"
+
+/* Consecutive batch rows [t0, t0 + n) of one sequence, at positions pos0.. */
+struct slm_span {
+    slm_seq *seq;
+    int t0, n, pos0;
+};
 
 static float *alloc_f(size_t n, int *ok) {
     float *p = malloc((n ? n : 1) * sizeof(float));
@@ -74,7 +82,12 @@ slm_status slm_ctx_create(const slm_model *m, const slm_ctx_params *params, slm_
     c->fa_scratch = alloc_f((size_t)slm_pool_size(c->pool) * fa_n, &ok);
     c->fa_parts = alloc_f((size_t)slm_pool_size(c->pool) * slm_fa_part_floats(cfg->n_heads, cfg->head_dim), &ok);
     c->tokens = malloc((size_t)p.n_ctx * sizeof *c->tokens);
-    if (!c->tokens) ok = 0;
+    c->tok_buf = malloc(B * sizeof *c->tok_buf);
+    c->spans = malloc(B * sizeof *c->spans);
+    c->out_rows = malloc(B * sizeof *c->out_rows);
+    c->fa_args = malloc(B * sizeof(slm_fa_args));
+    c->fa_items = malloc((B + 1) * sizeof *c->fa_items);
+    if (!c->tokens || !c->tok_buf || !c->spans || !c->out_rows || !c->fa_args || !c->fa_items) ok = 0;
     if (!ok) {
         slm_ctx_free(c);
         return slm_error(SLM_ERR_NOMEM, "context: out of memory for scratch buffers");
@@ -98,6 +111,11 @@ void slm_ctx_free(slm_ctx *c) {
                      c->fa_scratch, c->fa_parts};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(c->tokens);
+    free(c->tok_buf);
+    free(c->spans);
+    free(c->out_rows);
+    free(c->fa_args);
+    free(c->fa_items);
     free(c);
 }
 
@@ -112,11 +130,14 @@ void slm_ctx_truncate(slm_ctx *c, int n) {
     if (n < c->seq.n_tokens) slm_seq_truncate(c->kv, &c->seq, n);
 }
 
-/* Attention of one layer: tiled prefill split by (query tile, KV head) items, or for a single
- * token with a long context, split-key decoding whose per-thread parts are merged after the run. */
+/* Attention of one layer. One span: tiled prefill split by (query tile, KV head) items, or
+ * for a single token with a long context, split-key decoding whose per-thread parts are merged
+ * after the run. Several spans: the work items of all spans are dealt out together. */
 typedef struct {
     slm_ctx *c;
-    slm_fa_args a;
+    const slm_fa_args *a; /* [n_spans] */
+    int n_spans;
+    const long *items;    /* [n_spans + 1] prefix sums */
     bool split_keys;
 } attn_job;
 
@@ -127,40 +148,52 @@ static void attention_task(void *arg, int ith, int nth) {
     float *scratch = j->c->fa_scratch + (size_t)ith * fa_n;
     if (j->split_keys) {
         long lo, hi;
-        slm_pool_split((long)j->a.pos0 + 1, ith, nth, SLM_FA_KTILE, &lo, &hi);
-        slm_fa_decode_part(&j->a, (int)lo, (int)hi, scratch,
+        slm_pool_split((long)j->a[0].pos0 + 1, ith, nth, SLM_FA_KTILE, &lo, &hi);
+        slm_fa_decode_part(&j->a[0], (int)lo, (int)hi, scratch,
                            j->c->fa_parts + (size_t)ith * slm_fa_part_floats(cfg->n_heads, cfg->head_dim));
         return;
     }
     /* items interleaved across threads: later query tiles see more keys */
-    const long n_items = slm_fa_prefill_items(&j->a);
-    for (long it = ith; it < n_items; it += nth) slm_fa_prefill(&j->a, it, it + 1, scratch);
+    int s = 0;
+    for (long it = ith; it < j->items[j->n_spans]; it += nth) {
+        while (it >= j->items[s + 1]) s++;
+        slm_fa_prefill(&j->a[s], it - j->items[s], it - j->items[s] + 1, scratch);
+    }
 }
 
-static void attention(slm_ctx *c, int layer, int n, int pos0) {
+static void attention(slm_ctx *c, int layer, const struct slm_span *sp, int n_spans) {
     const slm_config *cfg = &c->model->cfg;
-    const int nth = slm_pool_size(c->pool);
-    attn_job aj = {c,
-                   {c->kv, &c->seq, layer, c->q, n, pos0, cfg->n_heads, cfg->n_kv_heads, cfg->head_dim, c->att,
-                    c->simd_attn, c->simd_attn && c->isa == SLM_ISA_AVX512 && slm_fa_avx512_available()},
-                   n == 1 && nth > 1 && pos0 + 1 >= SLM_FA_SPLIT_MIN};
+    const int nth = slm_pool_size(c->pool), qd = cfg->n_heads * cfg->head_dim;
+    slm_fa_args *a = c->fa_args;
+    c->fa_items[0] = 0;
+    for (int i = 0; i < n_spans; i++) {
+        a[i] = (slm_fa_args){c->kv, sp[i].seq, layer, c->q + (size_t)sp[i].t0 * qd, sp[i].n, sp[i].pos0,
+                             cfg->n_heads, cfg->n_kv_heads, cfg->head_dim, c->att + (size_t)sp[i].t0 * qd,
+                             c->simd_attn, c->simd_attn && c->isa == SLM_ISA_AVX512 && slm_fa_avx512_available()};
+        c->fa_items[i + 1] = c->fa_items[i] + slm_fa_prefill_items(&a[i]);
+    }
+    attn_job aj = {c, a, n_spans, c->fa_items,
+                   n_spans == 1 && sp[0].n == 1 && nth > 1 && sp[0].pos0 + 1 >= SLM_FA_SPLIT_MIN};
     slm_pool_run(c->pool, attention_task, &aj);
-    if (aj.split_keys) slm_fa_decode_merge(c->fa_parts, nth, cfg->n_heads, cfg->head_dim, c->att);
+    if (aj.split_keys) slm_fa_decode_merge(c->fa_parts, nth, cfg->n_heads, cfg->head_dim, a[0].out);
 }
 
-/* One forward pass over n <= max_batch tokens at positions pos0.. ; blocks already reserved. */
-static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, int pos0, int n_out, float *logits) {
+/* One forward pass over n <= max_batch tokens in spans (blocks already reserved); logits of
+ * the rows out_rows[0..n_out) to logits [n_out][vocab]. */
+static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, const struct slm_span *sp, int n_spans,
+                          const int32_t *out_rows, int n_out, float *logits) {
     const slm_model *m = c->model;
     const slm_config *cfg = &m->cfg;
     const int dim = cfg->dim, hd = cfg->head_dim, ffn = cfg->ffn_dim;
     const int qd = cfg->n_heads * hd, kvd = cfg->n_kv_heads * hd, half = cfg->rope_dim / 2;
     const int neox = cfg->rope_mode == SLM_ROPE_NEOX;
 
-    for (int t = 0; t < n; t++) {
-        slm_mat_row(&m->tok_embd, tokens[t], c->x + (size_t)t * dim);
-        slm_rope_table(c->rope_cos + (size_t)t * half, c->rope_sin + (size_t)t * half, cfg->rope_dim,
-                       (float)(pos0 + t) * cfg->rope_scale, cfg->rope_base);
-    }
+    for (int i = 0; i < n_spans; i++)
+        for (int t = sp[i].t0; t < sp[i].t0 + sp[i].n; t++) {
+            slm_mat_row(&m->tok_embd, tokens[t], c->x + (size_t)t * dim);
+            slm_rope_table(c->rope_cos + (size_t)t * half, c->rope_sin + (size_t)t * half, cfg->rope_dim,
+                           (float)(sp[i].pos0 + t - sp[i].t0) * cfg->rope_scale, cfg->rope_base);
+        }
 
     for (int l = 0; l < cfg->n_layers; l++) {
         const slm_layer *L = &m->layers[l];
@@ -171,7 +204,8 @@ static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, int pos0, in
         slm_matmul(&c->mm, &L->wq, c->xb, n, c->q);
         slm_matmul(&c->mm, &L->wk, c->xb, n, c->k);
         slm_matmul(&c->mm, &L->wv, c->xb, n, c->v);
-        for (int t = 0; t < n; t++) {
+        for (int i = 0; i < n_spans; i++)
+        for (int t = sp[i].t0; t < sp[i].t0 + sp[i].n; t++) {
             float *q = c->q + (size_t)t * qd, *k = c->k + (size_t)t * kvd, *v = c->v + (size_t)t * kvd;
             if (L->bq)
                 for (int i = 0; i < qd; i++) q[i] += L->bq[i];
@@ -182,9 +216,9 @@ static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, int pos0, in
             const float *ct = c->rope_cos + (size_t)t * half, *st = c->rope_sin + (size_t)t * half;
             slm_rope(q, cfg->n_heads, hd, cfg->rope_dim, ct, st, neox);
             slm_rope(k, cfg->n_kv_heads, hd, cfg->rope_dim, ct, st, neox);
-            slm_kv_store(c->kv, &c->seq, l, pos0 + t, k, v);
+            slm_kv_store(c->kv, sp[i].seq, l, sp[i].pos0 + t - sp[i].t0, k, v);
         }
-        attention(c, l, n, pos0);
+        attention(c, l, sp, n_spans);
         if (c->tap) c->tap(c->tap_user, l, SLM_TAP_ATTN_OUT, c->att, n, qd);
         slm_matmul(&c->mm, &L->wo, c->att, n, c->xb2);
         for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->xb2[i];
@@ -202,9 +236,8 @@ static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, int pos0, in
     }
 
     if (n_out > 0) {
-        const int first = n - n_out;
-        for (int t = first; t < n; t++)
-            slm_rmsnorm(c->xb + (size_t)(t - first) * dim, c->x + (size_t)t * dim, m->out_norm, dim, cfg->norm_eps);
+        for (int i = 0; i < n_out; i++)
+            slm_rmsnorm(c->xb + (size_t)i * dim, c->x + (size_t)out_rows[i] * dim, m->out_norm, dim, cfg->norm_eps);
         slm_matmul(&c->mm, &m->output, c->xb, n_out, logits);
     }
 }
@@ -230,9 +263,54 @@ slm_status slm_ctx_eval(slm_ctx *c, const int32_t *tokens, int n, int n_out, flo
         int lo = out_first > done ? out_first : done;
         int nb_out = done + nb > lo ? done + nb - lo : 0;
         float *dst = nb_out ? logits + (size_t)(lo - out_first) * vocab : NULL;
-        forward_batch(c, tokens + done, nb, pos0 + done, nb_out, dst);
+        struct slm_span sp = {&c->seq, 0, nb, pos0 + done};
+        for (int i = 0; i < nb_out; i++) c->out_rows[i] = lo - done + i;
+        forward_batch(c, tokens + done, nb, &sp, 1, c->out_rows, nb_out, dst);
         done += nb;
         c->seq.n_tokens = pos0 + done;
     }
+    return SLM_OK;
+}
+
+slm_status slm_ctx_eval_runs(slm_ctx *c, const slm_run *runs, int n_runs, float *logits) {
+    const int vocab = c->model->cfg.vocab_size;
+    int total = 0, total_out = 0;
+    if (n_runs < 1 || n_runs > c->p.max_batch) return slm_error(SLM_ERR_ARG, "eval: %d runs", n_runs);
+    for (int r = 0; r < n_runs; r++) {
+        const slm_run *u = &runs[r];
+        if (!u->seq || u->n < 1 || u->n_out < 0 || u->n_out > u->n)
+            return slm_error(SLM_ERR_ARG, "eval: run %d: bad token count %d / %d", r, u->n, u->n_out);
+        if (u->n > c->p.max_batch - total)
+            return slm_error(SLM_ERR_ARG, "eval: more than %d tokens in one pass", c->p.max_batch);
+        if (u->seq->n_tokens + u->n > c->p.n_ctx)
+            return slm_error(SLM_ERR_FULL, "context full: %d tokens + %d new exceed the context size %d",
+                             u->seq->n_tokens, u->n, c->p.n_ctx);
+        for (int q = 0; q < r; q++)
+            if (runs[q].seq == u->seq) return slm_error(SLM_ERR_ARG, "eval: runs %d and %d name the same sequence", q, r);
+        for (int i = 0; i < u->n; i++)
+            if (u->tokens[i] < 0 || u->tokens[i] >= vocab)
+                return slm_error(SLM_ERR_ARG, "eval: token id %d out of range [0, %d)", u->tokens[i], vocab);
+        total += u->n;
+        total_out += u->n_out;
+    }
+    if (total_out > 0 && !logits) return slm_error(SLM_ERR_ARG, "eval: no logits buffer");
+    /* reserve everything first; undo on failure */
+    for (int r = 0; r < n_runs; r++) {
+        slm_status s = slm_seq_reserve(c->kv, runs[r].seq, runs[r].seq->n_tokens + runs[r].n);
+        if (s) {
+            for (int q = 0; q < r; q++) slm_seq_truncate(c->kv, runs[q].seq, runs[q].seq->n_tokens);
+            return s;
+        }
+    }
+    int t = 0, o = 0;
+    for (int r = 0; r < n_runs; r++) {
+        const slm_run *u = &runs[r];
+        c->spans[r] = (struct slm_span){u->seq, t, u->n, u->seq->n_tokens};
+        memcpy(c->tok_buf + t, u->tokens, (size_t)u->n * sizeof *u->tokens);
+        for (int i = u->n - u->n_out; i < u->n; i++) c->out_rows[o++] = t + i;
+        t += u->n;
+    }
+    forward_batch(c, c->tok_buf, total, c->spans, n_runs, c->out_rows, total_out, logits);
+    for (int r = 0; r < n_runs; r++) runs[r].seq->n_tokens += runs[r].n;
     return SLM_OK;
 }

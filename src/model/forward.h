@@ -1,7 +1,9 @@
-/* forward.h - an inference context: one sequence over a model, its KV cache and scratch.
+/* forward.h - an inference context: a model, a paged KV cache, scratch, and the forward pass.
  *
  * All memory is allocated once in slm_ctx_create (sized for n_ctx positions and batches of up
- * to max_batch tokens); slm_ctx_eval allocates nothing. */
+ * to max_batch tokens); evaluation allocates nothing. The context's own sequence (seq) serves
+ * the single-stream commands through slm_ctx_eval; a server keeps many sequences in the same
+ * KV pool and evaluates new tokens of several of them in one pass with slm_ctx_eval_runs. */
 #ifndef SLM_FORWARD_H
 #define SLM_FORWARD_H
 
@@ -62,6 +64,12 @@ typedef struct slm_ctx {
     bool simd_attn;
     slm_tap_fn tap; /* NULL: no observer */
     void *tap_user;
+    /* per-pass bookkeeping, [max_batch] */
+    int32_t *tok_buf;  /* token ids of all runs */
+    struct slm_span *spans; /* one per run: sequence, first token, count, first position */
+    int32_t *out_rows; /* tokens whose logits are wanted */
+    void *fa_args;     /* slm_fa_args per run */
+    long *fa_items;    /* [max_batch + 1] prefix sums of attention work items */
 } slm_ctx;
 
 slm_status slm_ctx_create(const slm_model *m, const slm_ctx_params *p, slm_ctx **out);
@@ -72,6 +80,22 @@ void slm_ctx_free(slm_ctx *c); /* NULL is a no-op */
  * n_out is 0. SLM_ERR_FULL if the context would exceed n_ctx; SLM_ERR_ARG for a token id out
  * of range. On error the sequence is left as it was before the call. */
 slm_status slm_ctx_eval(slm_ctx *c, const int32_t *tokens, int n, int n_out, float *logits);
+
+/* New tokens of one sequence of c->kv, for slm_ctx_eval_runs. */
+typedef struct {
+    slm_seq *seq;          /* a sequence of c->kv (zero-initialized, forked, or grown by earlier runs) */
+    const int32_t *tokens; /* appended at positions seq->n_tokens .. + n - 1 */
+    int n;                 /* >= 1 */
+    int n_out;             /* logits of the last n_out tokens of the run (0..n) */
+} slm_run;
+
+/* Evaluate the new tokens of several sequences in one forward pass (the weights are read once
+ * for all of them). The runs' n add up to at most max_batch and name distinct sequences; no
+ * sequence may grow beyond n_ctx positions. Logits go to logits [sum of n_out][vocab] in run
+ * order. Blocks for all runs are reserved first: if the pool cannot hold them, nothing is
+ * evaluated, every sequence is as before and SLM_ERR_FULL is returned (the caller may free
+ * blocks and retry). On success each seq->n_tokens grew by its run's n. */
+slm_status slm_ctx_eval_runs(slm_ctx *c, const slm_run *runs, int n_runs, float *logits);
 
 /* Observe the linear-layer inputs of every later forward pass: fn is called on the calling
  * thread at the four slm_tap_point places of every layer for every batch (a long input is
