@@ -133,6 +133,21 @@ slm_status slm_seq_prepare_write(slm_kv *kv, slm_seq *seq, int pos, int n) {
     return SLM_OK;
 }
 
+void slm_kv_block_ref(slm_kv *kv, int32_t id) { kv->refs[id]++; }
+
+void slm_kv_block_unref(slm_kv *kv, int32_t id) { unref(kv, id); }
+
+slm_status slm_seq_append_block(slm_kv *kv, slm_seq *seq, int32_t id) {
+    if (id < 0 || id >= kv->n_blocks || kv->refs[id] <= 0 || seq->n_tokens != seq->n_blocks * kv->block_size)
+        return slm_error(SLM_ERR_ARG, "kv cache: cannot append block %d", id);
+    slm_status s = grow_table(seq, (long)seq->n_blocks + 1);
+    if (s) return s;
+    kv->refs[id]++;
+    seq->blocks[seq->n_blocks++] = id;
+    seq->n_tokens += kv->block_size;
+    return SLM_OK;
+}
+
 slm_status slm_seq_reserve(slm_kv *kv, slm_seq *seq, int n_tokens) {
     if (n_tokens < 0) return slm_error(SLM_ERR_ARG, "kv cache: negative length");
     const int from = seq->n_tokens < n_tokens ? seq->n_tokens : n_tokens;

@@ -71,6 +71,14 @@ void slm_seq_truncate(slm_kv *kv, slm_seq *seq, int n_tokens);
 /* Release all blocks and the table. */
 void slm_seq_release(slm_kv *kv, slm_seq *seq);
 
+/* Extra references on a block, for a cache of blocks outside any sequence (prefix sharing):
+ * a referenced block is not returned to the pool until its last reference is dropped. */
+void slm_kv_block_ref(slm_kv *kv, int32_t id);
+void slm_kv_block_unref(slm_kv *kv, int32_t id);
+/* Append block id (taking a reference) as the next full block of seq, whose n_tokens must be
+ * a whole number of blocks (seq->n_blocks * block_size); n_tokens grows by block_size. */
+slm_status slm_seq_append_block(slm_kv *kv, slm_seq *seq, int32_t id);
+
 /* Element offset of position pos of layer `layer` (pos must be reserved). */
 static inline size_t slm_kv_offset(const slm_kv *kv, const slm_seq *seq, int layer, int pos) {
     int32_t b = seq->blocks[pos / kv->block_size];
