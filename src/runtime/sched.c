@@ -523,6 +523,24 @@ static void fork_samples(slm_sched *s, request *r, const float *lg) {
     take_token(s, &r->s[0], s->row);
 }
 
+/* KV use of the running sequences, for the metrics (engine thread). */
+static void account(slm_sched *s) {
+    enum { MAXS = 256 };
+    const slm_seq *seqs[MAXS];
+    int n = 0;
+    for (request *r = s->running; r; r = r->next)
+        for (int i = 0; i < r->p.n && n < MAXS; i++)
+            if (r->s[i].active && !r->s[i].done) seqs[n++] = &r->s[i].seq;
+    slm_kv_usage u = {0};
+    if (n) slm_kv_account(s->ctx->kv, seqs, n, s->p.max_ctx, &u);
+    pthread_mutex_lock(&s->mu);
+    s->met.steps++;
+    s->met.kv_tokens = u.tokens;
+    s->met.kv_waste_paged = u.paged_waste;
+    s->met.kv_waste_reserved = u.reserved_waste;
+    pthread_mutex_unlock(&s->mu);
+}
+
 bool slm_sched_step(slm_sched *s) {
     admit(s);
     for (;;) {
@@ -562,9 +580,7 @@ bool slm_sched_step(slm_sched *s) {
             reap(s);
             return true;
         }
-        pthread_mutex_lock(&s->mu);
-        s->met.steps++;
-        pthread_mutex_unlock(&s->mu);
+        account(s);
         int row = 0;
         for (int i = 0; i < n_runs; i++) {
             sample *sm = s->run_sample[i];

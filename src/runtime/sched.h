@@ -112,6 +112,11 @@ typedef struct {
     uint64_t requests_done, tokens_generated, prompt_tokens, prompt_tokens_cached;
     uint64_t preemptions, steps;
     double tokens_per_s; /* generated tokens per second over the last few seconds */
+    /* KV memory after the last step: positions held by running sequences, and the fraction of
+     * memory wasted by the paged pool (1 - positions / (blocks held * block size), shared
+     * blocks counted once) and by a cache reserving max_ctx positions per sequence */
+    long kv_tokens;
+    double kv_waste_paged, kv_waste_reserved;
 } slm_sched_metrics;
 
 void slm_sched_metrics_get(slm_sched *s, slm_sched_metrics *m);
