@@ -29,15 +29,18 @@ static const char *const usage =
     "usage: slimlm quantize -m IN -o OUT --type T [--keep RULE]... [--tensor-type NAME=T]... [-t N]\n"
     "\n"
     "Re-quantize every 2-D weight matrix (blk.*.attn_*.weight, blk.*.ffn_*.weight, token_embd.weight,\n"
-    "output.weight) of a GGUF model: each is dequantized to f32 and quantized to T with the reference\n"
-    "round-to-nearest quantizer. 1-D tensors (norms, biases) and other tensors are copied unchanged;\n"
-    "a matrix whose row length is not a multiple of T's block size keeps its dtype (reported). All\n"
+    "output.weight) of a GGUF model: each is dequantized to f32 and quantized to T (round to nearest;\n"
+    "the K-quants search their sub-block scales; --clip-search the group ranges). 1-D tensors (norms,\n"
+    "biases) and other tensors are copied unchanged; a matrix whose row length does not fit T keeps\n"
+    "its dtype or gets the fallback below (reported). All\n"
     "metadata is kept; general.file_type is set for T and slimlm.* keys record the run. Prints a\n"
     "table of dtype, size and quantization error (RMSE relative to the weights' RMS) per tensor.\n"
     "\n"
     "  -m, --model IN         input GGUF model (required)\n"
     "  -o, --out OUT          output file (written atomically; must differ from IN)\n"
-    "  --type T               f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1 (llama.cpp-compatible), or a\n"
+    "  --type T               f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k,\n"
+    "                         q6_k (llama.cpp-compatible; a matrix whose rows are not a multiple of\n"
+    "                         256 gets q4_0 (q2_k, q3_k), q5_0 (q4_k), q5_1 (q5_k) or q8_0 (q6_k)), or a\n"
     "                         group format q<B>g<G>[a]: B bits (2, 3, 4, 8), groups of G weights (32, 64,\n"
     "                         128), 'a' for asymmetric (scale + offset), e.g. q4g128, q3g64a, q2g32a\n"
     "  --clip-search          search each group's clipping range for the least squared error instead of\n"
@@ -55,10 +58,39 @@ static const char *const usage =
 static const char *cmd = "quantize";
 
 /* The llama.cpp-compatible types the command produces (and every group format). */
-static const uint32_t out_types[] = {SLM_DT_F32,  SLM_DT_F16,  SLM_DT_Q4_0, SLM_DT_Q4_1,
-                                     SLM_DT_Q8_0, SLM_DT_Q5_0, SLM_DT_Q5_1, SLM_DT_BF16};
+static const uint32_t out_types[] = {SLM_DT_F32,  SLM_DT_F16,  SLM_DT_Q4_0, SLM_DT_Q4_1, SLM_DT_Q8_0,
+                                     SLM_DT_Q5_0, SLM_DT_Q5_1, SLM_DT_BF16, SLM_DT_Q2_K, SLM_DT_Q3_K,
+                                     SLM_DT_Q4_K, SLM_DT_Q5_K, SLM_DT_Q6_K};
 
-#define TYPE_LIST "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q<2|3|4|8>g<32|64|128>[a]"
+#define TYPE_LIST "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, " \
+                  "q<2|3|4|8>g<32|64|128>[a]"
+
+/* A K-quant target for a matrix whose rows are not whole 256-element super-blocks falls
+ * back to a 32-element block type, as llama.cpp does (f16 if even that does not fit); the
+ * note names the type used. Other targets are returned unchanged. */
+static int k_fallback(int t, int64_t cols, const char **note) {
+    static const struct {
+        int k, fb;
+        const char *note;
+    } map[] = {
+        {SLM_DT_Q2_K, SLM_DT_Q4_0, "row length not a multiple of 256; q4_0 instead"},
+        {SLM_DT_Q3_K, SLM_DT_Q4_0, "row length not a multiple of 256; q4_0 instead"},
+        {SLM_DT_Q4_K, SLM_DT_Q5_0, "row length not a multiple of 256; q5_0 instead"},
+        {SLM_DT_Q5_K, SLM_DT_Q5_1, "row length not a multiple of 256; q5_1 instead"},
+        {SLM_DT_Q6_K, SLM_DT_Q8_0, "row length not a multiple of 256; q8_0 instead"},
+    };
+    if (cols % 256 == 0) return t;
+    for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
+        if (map[i].k != t) continue;
+        if (cols % 32 != 0) {
+            *note = "row length not a multiple of 32; f16 instead";
+            return SLM_DT_F16;
+        }
+        *note = map[i].note;
+        return map[i].fb;
+    }
+    return t;
+}
 
 /* An output type from a name, or -1 (unknown names and types without a quantizer). */
 static int parse_type(const char *name) {
@@ -268,8 +300,15 @@ int cmd_quantize(int argc, char **argv) {
                 }
         }
     }
+    const char **fb_note = calloc(nt ? nt : 1, sizeof *fb_note);
+    if (!fb_note) { cli_fail(cmd, "out of memory"); goto done; }
+    for (size_t i = 0; i < nt; i++) want[i] = k_fallback(want[i], g->tensors[i].ne[0], &fb_note[i]);
     const slm_rq_opts ro = {.clip_search = clip_search, .progress = quiet ? 0 : isatty(2) ? 1 : 2, .label = cmd};
-    if ((s = slm_rq_plan(g, want, &ro, &plans))) { cli_fail_status(cmd, s); goto done; }
+    s = slm_rq_plan(g, want, &ro, &plans);
+    for (size_t i = 0; !s && i < nt; i++)
+        if (fb_note[i] && !plans[i].note) plans[i].note = fb_note[i];
+    free(fb_note);
+    if (s) { cli_fail_status(cmd, s); goto done; }
     for (int r = 0; r < n_tt; r++)
         if (!tt[r].matched) {
             cli_fail(cmd, "--tensor-type '%s' matches no tensor", tt[r].text);
@@ -294,7 +333,10 @@ int cmd_quantize(int argc, char **argv) {
         (s = slm_gguf_writer_set_u32(w, "general.file_type", slm_rq_file_type((uint32_t)main_type))) ||
         (s = slm_gguf_writer_set_str(w, "slimlm.quantize.type", slm_dtype_name((uint32_t)main_type))) ||
         (s = slm_gguf_writer_set_str(w, "slimlm.quantize.keep", keep_text.p ? keep_text.p : "")) ||
-        (s = slm_gguf_writer_set_str(w, "slimlm.quantize.method", clip_search ? "clip-search" : "round-to-nearest")) ||
+        (s = slm_gguf_writer_set_str(w, "slimlm.quantize.method", clip_search ? "clip-search"
+                                                          : slm_dtype_get((uint32_t)main_type)->block_size == 256
+                                                              ? "k-scale-search"
+                                                              : "round-to-nearest")) ||
         (s = slm_gguf_writer_set_str(w, "slimlm.source.sha256", sha)) ||
         (s = slm_gguf_writer_set_str(w, "slimlm.version", SLM_VERSION))) {
         cli_fail_status(cmd, s);

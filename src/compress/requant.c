@@ -21,6 +21,11 @@ uint32_t slm_rq_file_type(uint32_t dtype) {
     case SLM_DT_Q8_0: return 7;
     case SLM_DT_Q5_0: return 8;
     case SLM_DT_Q5_1: return 9;
+    case SLM_DT_Q2_K: return 10;
+    case SLM_DT_Q3_K: return 11; /* Q3_K_S */
+    case SLM_DT_Q4_K: return 14; /* Q4_K_S */
+    case SLM_DT_Q5_K: return 16; /* Q5_K_S */
+    case SLM_DT_Q6_K: return 18;
     case SLM_DT_BF16: return 32;
     default: return 1024;
     }

@@ -14,6 +14,7 @@
  * are the accurate reference that faster kernels are compared with. */
 #include "core/dtype.h"
 #include "core/gq.h"
+#include "core/quant_k.h"
 
 #include <assert.h>
 #include <math.h>
@@ -726,15 +727,20 @@ static const slm_dtype_traits g_traits[SLM_DT_GQ_FIRST] = {
                      .from_float = q8_0_from_float},
     [SLM_DT_Q8_1] = {.name = "q8_1", .block_size = QK32, .block_bytes = sizeof(slm_block_q8_1)},
     [SLM_DT_Q2_K] = {.name = "q2_k", .block_size = QK_K, .block_bytes = sizeof(slm_block_q2_k),
-                     .to_float = q2_k_to_float, .dot_f32 = q2_k_dot},
+                     .to_float = q2_k_to_float, .dot_f32 = q2_k_dot,
+                     .from_float = slm_quantize_q2_k},
     [SLM_DT_Q3_K] = {.name = "q3_k", .block_size = QK_K, .block_bytes = sizeof(slm_block_q3_k),
-                     .to_float = q3_k_to_float, .dot_f32 = q3_k_dot},
+                     .to_float = q3_k_to_float, .dot_f32 = q3_k_dot,
+                     .from_float = slm_quantize_q3_k},
     [SLM_DT_Q4_K] = {.name = "q4_k", .block_size = QK_K, .block_bytes = sizeof(slm_block_q4_k),
-                     .to_float = q4_k_to_float, .dot_f32 = q4_k_dot},
+                     .to_float = q4_k_to_float, .dot_f32 = q4_k_dot,
+                     .from_float = slm_quantize_q4_k},
     [SLM_DT_Q5_K] = {.name = "q5_k", .block_size = QK_K, .block_bytes = sizeof(slm_block_q5_k),
-                     .to_float = q5_k_to_float, .dot_f32 = q5_k_dot},
+                     .to_float = q5_k_to_float, .dot_f32 = q5_k_dot,
+                     .from_float = slm_quantize_q5_k},
     [SLM_DT_Q6_K] = {.name = "q6_k", .block_size = QK_K, .block_bytes = sizeof(slm_block_q6_k),
-                     .to_float = q6_k_to_float, .dot_f32 = q6_k_dot},
+                     .to_float = q6_k_to_float, .dot_f32 = q6_k_dot,
+                     .from_float = slm_quantize_q6_k},
     [SLM_DT_Q8_K] = {.name = "q8_k", .block_size = QK_K, .block_bytes = sizeof(slm_block_q8_k)},
     [SLM_DT_I8] = {.name = "i8", .block_size = 1, .block_bytes = 1},
     [SLM_DT_I16] = {.name = "i16", .block_size = 1, .block_bytes = 2},
