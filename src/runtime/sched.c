@@ -322,6 +322,13 @@ static void cache_register(slm_sched *s, const request *r, const sample *sm) {
     }
 }
 
+/* Cached blocks no sequence holds (they can be given back to the pool). */
+static int cache_evictable(const slm_sched *s) {
+    int n = 0;
+    for (int i = 0; i < s->n_cache; i++) n += s->ctx->kv->refs[s->cache[i].block] == 1;
+    return n;
+}
+
 /* Drop the least recently used cached block that no sequence holds; false if none. */
 static bool cache_evict_one(slm_sched *s) {
     int best = -1;
@@ -424,6 +431,12 @@ static void admit(slm_sched *s) {
         request *r = s->queue_head;
         const int need = r->p.n - r->n_done;
         if (s->p.no_batching ? s->running != NULL : used + need > s->p.max_seqs) break;
+        /* room in the pool for its known tokens (a request alone is always tried) */
+        const int bs = s->ctx->kv->block_size;
+        long blocks = 0;
+        for (int i = 0; i < r->p.n; i++)
+            if (!r->s[i].done) blocks += (r->s[i].n_tokens + bs) / bs;
+        if (s->running && blocks > s->ctx->kv->n_free + cache_evictable(s)) break;
         s->queue_head = r->next;
         if (!s->queue_head) s->queue_tail = NULL;
         s->n_queued--;
