@@ -3,11 +3,13 @@
 CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2
-CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -pthread -fno-strict-aliasing
+# SAN: sanitizer flags (the asan target sets them; compile and link)
+CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -pthread -fno-strict-aliasing $(SAN)
+LDFLAGS += $(SAN)
 CPPFLAGS += -D_GNU_SOURCE -Iinclude -Isrc
-LDLIBS  += -lm -pthread
+LDLIBS  += -lm -pthread -lmicrohttpd -lcjson
 
-LIB_SRC := $(sort $(wildcard src/core/*.c src/kernels/*.c src/model/*.c src/runtime/*.c src/eval/*.c src/compress/*.c))
+LIB_SRC := $(sort $(wildcard src/core/*.c src/kernels/*.c src/model/*.c src/runtime/*.c src/eval/*.c src/compress/*.c src/server/*.c))
 # x86 SIMD kernels only on x86-64; elsewhere the portable kernels alone are built.
 ifneq ($(shell uname -m),x86_64)
 LIB_SRC := $(filter-out %_avx2.c %_avx512.c,$(LIB_SRC))
@@ -60,8 +62,7 @@ test-fast: all
 # The fast tests and the end-to-end generation test under AddressSanitizer + UBSan.
 asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 \
-	  CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
-	  LDFLAGS="-fsanitize=address,undefined" all
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" all
 	BUILD=build-asan tests/run.sh --fast --asan
 
 # libFuzzer target for the GGUF parser (needs clang). FUZZ_SECONDS bounds the run.

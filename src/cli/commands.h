@@ -12,5 +12,6 @@ int cmd_bench(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_awq(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

@@ -19,6 +19,7 @@ static const struct {
     {"awq", cmd_awq, "activation-aware quantization: calibrate, search scales, fold, quantize"},
     {"bench", cmd_bench, "prompt and generation speed (pp/tg tokens/s), memory bandwidth"},
     {"eval", cmd_eval, "size, perplexity and KL against a base for several models side by side"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching"},
 };
 
 static void usage(FILE *f) {

@@ -110,7 +110,12 @@ slm_status slm_sched_create(const slm_model *m, const slm_tokenizer *tok, const 
     if (p.max_batch_tokens == 0) p.max_batch_tokens = 512;
     if (p.max_ctx == 0) p.max_ctx = model_ctx < 8192 ? model_ctx : 8192;
     if (p.max_ctx > model_ctx) return slm_error(SLM_ERR_ARG, "scheduler: max context %d exceeds the model's %d", p.max_ctx, model_ctx);
-    if (p.kv_tokens == 0) p.kv_tokens = 16 * model_ctx < 65536 ? 16 * model_ctx : 65536;
+    if (p.kv_tokens == 0) {
+        /* 512 MiB of keys and values, and at least one longest sequence */
+        const int kvd = m->cfg.n_kv_heads * m->cfg.head_dim;
+        p.kv_tokens = slm_kv_tokens_for_bytes(SLM_KV_F16, m->cfg.n_layers, kvd, SLM_KV_DEFAULT_BLOCK, (size_t)512 << 20);
+        if (p.kv_tokens < p.max_ctx) p.kv_tokens = p.max_ctx;
+    }
     if (p.max_queue == 0) p.max_queue = 256;
     if (p.max_seqs > 256) return slm_error(SLM_ERR_ARG, "scheduler: at most 256 sequences");
     if (p.max_batch_tokens < p.max_seqs) p.max_batch_tokens = p.max_seqs;

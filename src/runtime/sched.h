@@ -32,7 +32,7 @@ typedef struct slm_sched slm_sched;
 typedef struct {
     int max_seqs;         /* sequences running at once (default 16) */
     int max_batch_tokens; /* tokens evaluated per step (default 512) */
-    int kv_tokens;        /* KV pool capacity in positions (default: 16 * the model's context, at most 65536) */
+    int kv_tokens;        /* KV pool capacity in positions (default: what 512 MiB holds, at least max_ctx) */
     int max_ctx;          /* longest sequence, prompt + generated (default: the model's context, at most 8192) */
     int max_queue;        /* waiting requests before submit refuses with SLM_ERR_FULL (default 256) */
     int n_threads;        /* engine threads (0: all CPUs) */
