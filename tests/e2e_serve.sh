@@ -44,9 +44,14 @@ S1PID=$SPID S1PORT=$SPORT
 start_server "$TMP/s2.err" -c $CTX -t 1 --max-seqs 1 --max-queue 1
 check "server 2 prints its port ($(head -c 300 "$TMP/s2.err"))" test -n "$SPORT"
 S2PID=$SPID S2PORT=$SPORT
+# a KV pool of 96 positions (6 blocks) for 8 concurrent requests of ~30 positions each
+start_server "$TMP/s3.err" -c 96 -t 1 --max-seqs 8 --kv-tokens 96 --no-prefix-cache
+check "server 3 prints its port ($(head -c 300 "$TMP/s3.err"))" test -n "$SPORT"
+S3PORT=$SPORT
 
 if [ -n "$S1PORT" ] && [ -n "$S2PORT" ]; then
   python3 tests/serve_client.py --url "http://127.0.0.1:$S1PORT" --busy-url "http://127.0.0.1:$S2PORT" \
+    ${S3PORT:+--preempt-url "http://127.0.0.1:$S3PORT"} \
     --bin "$BIN" --model "$MODEL" --ctx $CTX >"$TMP/client.txt" 2>&1
   cat "$TMP/client.txt"
   line=$(grep -E '^serve_client: [0-9]+ passed, [0-9]+ failed' "$TMP/client.txt" | tail -n 1)

@@ -552,6 +552,37 @@ def test_queue_full(url):
     check(st == 200, f"accepts again once the queue drains: {st}")
 
 
+def test_preempt(small, ref_srv):
+    """A server whose KV pool holds far fewer positions than the concurrent requests need:
+    sequences are preempted and recomputed, and every greedy answer still equals its solo one."""
+    n = 24
+    solo = []
+    for p in PROMPTS[:8]:
+        st, r = completion(ref_srv, p, n)
+        solo.append(r["choices"][0]["text"] if st == 200 else None)
+    results = [None] * 8
+
+    def one(i):
+        try:
+            st, r = completion(small, PROMPTS[i], n)
+            results[i] = r["choices"][0]["text"] if st == 200 else f"status {st}"
+        except Exception as e:  # noqa: BLE001
+            results[i] = f"exception {e}"
+
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    bad = [(PROMPTS[i], solo[i], results[i]) for i in range(8) if solo[i] is None or solo[i] != results[i]]
+    check(not bad, f"preempted greedy requests equal their solo results: {bad}")
+    st, text = small.metrics()
+    vals, _ = parse_prometheus(text)
+    check(vals.get("slimlm_preemptions_total", 0) > 0, f"the small KV pool preempted: {vals.get('slimlm_preemptions_total')}")
+    ok, vals = wait_idle(small)
+    check(ok and vals.get("slimlm_kv_tokens", -1) == 0, f"small server idle with an empty cache: {vals}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", required=True)
@@ -559,6 +590,7 @@ def main():
     ap.add_argument("--model", required=True)
     ap.add_argument("--ctx", type=int, default=256)
     ap.add_argument("--busy-url")
+    ap.add_argument("--preempt-url", help="a server with a KV pool too small for 8 concurrent requests")
     args = ap.parse_args()
     srv = Server(args.url)
     mid = None
@@ -577,6 +609,13 @@ def main():
             print(f"  {name}: {time.time() - t0:.1f}s", flush=True)
         if args.busy_url:
             test_queue_full(args.busy_url)
+        if args.preempt_url:
+            t0 = time.time()
+            try:
+                test_preempt(Server(args.preempt_url), srv)
+            except Exception as e:  # noqa: BLE001
+                check(False, f"preempt: exception {type(e).__name__}: {e}")
+            print(f"  preempt: {time.time() - t0:.1f}s", flush=True)
     except Exception as e:  # noqa: BLE001
         check(False, f"exception {type(e).__name__}: {e}")
     print(f"serve_client: {PASS} passed, {FAIL} failed")

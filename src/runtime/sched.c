@@ -541,7 +541,8 @@ static void fork_samples(slm_sched *s, request *r, const float *lg) {
     take_token(s, &r->s[0], s->row);
 }
 
-/* KV use of the running sequences, for the metrics (engine thread). */
+/* Running sequences and their KV use, published for the metrics at the end of every step
+ * (engine thread). */
 static void account(slm_sched *s) {
     enum { MAXS = 256 };
     const slm_seq *seqs[MAXS];
@@ -552,14 +553,22 @@ static void account(slm_sched *s) {
     slm_kv_usage u = {0};
     if (n) slm_kv_account(s->ctx->kv, seqs, n, s->p.max_ctx, &u);
     pthread_mutex_lock(&s->mu);
-    s->met.steps++;
+    s->met.running = n;
     s->met.kv_tokens = u.tokens;
     s->met.kv_waste_paged = u.paged_waste;
     s->met.kv_waste_reserved = u.reserved_waste;
     pthread_mutex_unlock(&s->mu);
 }
 
+static bool step(slm_sched *s);
+
 bool slm_sched_step(slm_sched *s) {
+    const bool busy = step(s);
+    account(s);
+    return busy;
+}
+
+static bool step(slm_sched *s) {
     admit(s);
     for (;;) {
         /* build the batch: decoding samples first (one token each), then prefill chunks */
@@ -598,7 +607,9 @@ bool slm_sched_step(slm_sched *s) {
             reap(s);
             return true;
         }
-        account(s);
+        pthread_mutex_lock(&s->mu);
+        s->met.steps++;
+        pthread_mutex_unlock(&s->mu);
         int row = 0;
         for (int i = 0; i < n_runs; i++) {
             sample *sm = s->run_sample[i];
@@ -643,8 +654,6 @@ void slm_sched_stop(slm_sched *s) {
 void slm_sched_metrics_get(slm_sched *s, slm_sched_metrics *m) {
     pthread_mutex_lock(&s->mu);
     s->met.queued = s->n_queued;
-    s->met.running = 0;
-    for (request *r = s->running; r; r = r->next) s->met.running += r->p.n - r->n_done;
     s->met.kv_blocks_total = s->ctx->kv->n_blocks;
     s->met.kv_blocks_used = s->ctx->kv->n_blocks - s->ctx->kv->n_free;
     const double t = now_s();

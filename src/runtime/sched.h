@@ -106,8 +106,9 @@ bool slm_sched_step(slm_sched *s);
  * are cancelled; later submits fail. */
 void slm_sched_stop(slm_sched *s);
 
+/* Counters are live; running and the KV fields are as of the end of the last step. */
 typedef struct {
-    int queued, running;
+    int queued, running; /* waiting requests; sequences being generated */
     int kv_blocks_used, kv_blocks_total;
     uint64_t requests_done, tokens_generated, prompt_tokens, prompt_tokens_cached;
     uint64_t preemptions, steps;
