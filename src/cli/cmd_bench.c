@@ -17,6 +17,8 @@
 #include "eval/bench.h"
 #include "eval/membw.h"
 #include "kernels/qdot.h"
+#include "model/chat.h"
+#include "spec_flags.h"
 
 static const char *const usage =
     "usage: slimlm bench [-m MODEL] [-p 512] [-n 128] [-t N[,N...]] [-r 5] [options]\n"
@@ -38,6 +40,8 @@ static const char *const usage =
     "  --no-membw           skip the memory bandwidth probe\n"
     "  --membw-mib N        size of each of the probe's 3 arrays in MiB (default 128)\n"
     "  --membw-passes N     probe passes per kernel, the best is kept (default 5)\n"
+    "  --spec               instead of pp/tg: plain greedy against speculative decoding (needs\n"
+    "                       --draft or --lookup) on fixed prompts, see below\n"
     "  -h, --help           this help\n"
     "\n"
     "Tests (tokens/s = tokens / wall-clock seconds of the timed part):\n"
@@ -58,7 +62,14 @@ static const char *const usage =
     "and activation traffic are not counted, so this is a lower bound of the traffic).\n"
     "\n"
     "Peak RSS (getrusage) is taken after the model tests, before the probe allocates its\n"
-    "arrays. Progress lines go to stderr; the report to stdout.\n";
+    "arrays. Progress lines go to stderr; the report to stdout.\n"
+    "\n"
+    "--spec: for each of three prompts wrapped in the model's chat template (open-ended: a\n"
+    "story; input-grounded: summarize a Wikipedia paragraph; rename a variable in code), each\n"
+    "run generates -n tokens (or up to the end of the reply) greedily, plainly and then with the\n"
+    "drafter, from the same prompt; the table shows median tokens/s of each, the median of the\n"
+    "same-run ratios (speedup), the acceptance rate, tokens per verification step and the share\n"
+    "of time spent drafting. The outputs are checked to be identical first.\n";
 
 #define MAX_THREAD_COUNTS 32
 
@@ -113,6 +124,131 @@ static const slm_membw_result *membw_for(const slm_membw_result *mb, int n_mb, i
     return NULL;
 }
 
+/* ---- --spec: plain against speculative greedy decoding ---- */
+
+static const char *const spec_prompt_names[] = {"open-ended", "summarize", "code-rename"};
+static const char *const spec_prompts[] = {
+    "Write a short story about a robot who learns to paint.",
+    "Summarize the following text:\n\nHomarus gammarus, known as the European lobster or common lobster, is a "
+    "species of clawed lobster from the eastern Atlantic Ocean, Mediterranean Sea and parts of the Black Sea. It is "
+    "closely related to the American lobster, H. americanus. It may grow to a length of 60 cm (24 in) and a mass of "
+    "6 kilograms (13 lb), and bears a conspicuous pair of claws. In life, the lobsters are blue, only becoming "
+    "\"lobster red\" on cooking. Mating occurs in the summer, producing eggs which are carried by the females for up "
+    "to a year before hatching into planktonic larvae. Homarus gammarus is a highly esteemed food, and is widely "
+    "caught using lobster pots, mostly around the British Isles.",
+    "Repeat the following code with the variable `total` renamed to `sum`:\n\n"
+    "def average(values):\n"
+    "    total = 0\n"
+    "    for v in values:\n"
+    "        total += v\n"
+    "    if len(values) == 0:\n"
+    "        return 0\n"
+    "    return total / len(values)\n",
+};
+#define N_SPEC_PROMPTS ((int)(sizeof spec_prompts / sizeof spec_prompts[0]))
+
+static int bench_spec(const char *cmd, const cli_engine_opts *eo, const cli_spec_opts *so, int n_gen, int reps,
+                      const char *json) {
+    cli_engine e;
+    if (!cli_engine_load(cmd, eo, true, &e)) return 1;
+    int rc = 1;
+    cli_spec cs = {0};
+    slm_sb js = {0};
+    slm_afile af = {0};
+    slm_sampler_params gp = slm_sampler_defaults();
+    gp.temperature = 0;
+    slm_status s;
+    slm_chat_template t;
+    slm_gguf_str tstr = {0};
+    slm_bench_spec_result res[N_SPEC_PROMPTS];
+    int n_tok[N_SPEC_PROMPTS];
+    slm_gguf_get_str(e.model->gguf, "tokenizer.chat_template", &tstr);
+    if ((s = slm_chat_detect(tstr.ptr, tstr.len, &t))) {
+        cli_fail_status(cmd, s);
+        goto out;
+    }
+    if (json && (s = slm_afile_open(&af, json))) {
+        cli_fail_status(cmd, s);
+        goto out;
+    }
+    if (!cli_spec_load(cmd, so, &e, &gp, &cs)) goto out;
+    char what[600];
+    if (so->lookup) snprintf(what, sizeof what, "prompt lookup, n-gram %d", so->lookup);
+    else snprintf(what, sizeof what, "draft model %s, stop below p %.2f", so->draft, so->min_p >= 0 ? so->min_p : CLI_DRAFT_MIN_P);
+    printf("target: %s\ndrafter: %s, draft-max %d (adaptive)\nthreads: %d | kernels: %s | runs: %d timed + 1 warm-up | "
+           "-n %d\n\n",
+           eo->model ? eo->model : "(default model)", what, cs.sp.draft_max, slm_pool_size(e.ctx->pool),
+           slm_isa_name(e.ctx->isa), reps, n_gen);
+    for (int i = 0; i < N_SPEC_PROMPTS; i++) {
+        char *text = NULL;
+        int32_t *ids = NULL;
+        size_t n = 0;
+        slm_chat_msg msg = {"user", spec_prompts[i]};
+        if ((s = slm_chat_render(&t, &msg, 1, true, &text)) ||
+            (s = slm_tokenizer_encode(e.tok, text, strlen(text), true, true, &ids, &n))) {
+            free(text);
+            cli_fail_status(cmd, s);
+            goto out;
+        }
+        free(text);
+        n_tok[i] = (int)n;
+        fprintf(stderr, "bench: %s (%zu prompt tokens)...\n", spec_prompt_names[i], n);
+        s = slm_bench_spec(e.ctx, e.tok, cs.d, &cs.sp, ids, (int)n, n_gen, reps, &res[i]);
+        free(ids);
+        if (s) {
+            cli_fail_status(cmd, s);
+            goto out;
+        }
+        if (!res[i].identical) {
+            cli_fail(cmd, "%s: the speculative output differs from the plain output", spec_prompt_names[i]);
+            goto out;
+        }
+    }
+    printf("| %-11s | %6s | %9s | %11s | %9s | %7s | %9s | %10s | %8s |\n", "prompt", "prompt", "generated",
+           "plain t/s", "spec t/s", "speedup", "accepted", "tok/step", "drafting");
+    printf("| %s | %s: | %s: | %s: | %s: | %s: | %s: | %s: | %s: |\n", "-----------", "-----", "--------",
+           "----------", "--------", "------", "--------", "---------", "-------");
+    for (int i = 0; i < N_SPEC_PROMPTS; i++)
+        printf("| %-11s | %6d | %9d | %11.2f | %9.2f | %6.2fx | %8.1f%% | %10.2f | %7.1f%% |\n", spec_prompt_names[i],
+               n_tok[i], res[i].n_generated, res[i].plain.median, res[i].spec.median, res[i].speedup,
+               100 * res[i].accept_rate, res[i].tokens_per_step, 100 * res[i].draft_share);
+    fflush(stdout);
+    if (json) {
+        slm_sb_printf(&js, "{\n  \"drafter\": ");
+        slm_sb_json_str(&js, so->lookup ? "lookup" : "draft-model");
+        slm_sb_printf(&js, ", \"draft\": ");
+        slm_sb_json_str(&js, so->draft ? so->draft : "");
+        slm_sb_printf(&js, ", \"lookup\": %d, \"draft_max\": %d, \"threads\": %d, \"n_gen\": %d, \"reps\": %d,\n  \"results\": [",
+                      so->lookup, cs.sp.draft_max, slm_pool_size(e.ctx->pool), n_gen, reps);
+        for (int i = 0; i < N_SPEC_PROMPTS; i++)
+            slm_sb_printf(&js,
+                          "%s\n    {\"prompt\": \"%s\", \"prompt_tokens\": %d, \"generated\": %d, \"plain_tps\": %.4f, "
+                          "\"spec_tps\": %.4f, \"speedup\": %.4f, \"accept_rate\": %.4f, \"tokens_per_step\": %.4f, "
+                          "\"draft_share\": %.4f}",
+                          i ? "," : "", spec_prompt_names[i], n_tok[i], res[i].n_generated, res[i].plain.median,
+                          res[i].spec.median, res[i].speedup, res[i].accept_rate, res[i].tokens_per_step,
+                          res[i].draft_share);
+        slm_sb_printf(&js, "\n  ]\n}\n");
+        if (js.oom) {
+            cli_fail(cmd, "out of memory writing the JSON report");
+            goto out;
+        }
+        slm_afile_write(&af, js.p, js.len);
+        if ((s = slm_afile_commit(&af))) {
+            cli_fail_status(cmd, s);
+            goto out;
+        }
+        fprintf(stderr, "bench: wrote %s\n", json);
+    }
+    rc = 0;
+out:
+    slm_afile_abort(&af);
+    free(js.p);
+    cli_spec_free(&cs);
+    cli_engine_free(&e);
+    return rc;
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *cmd = "bench";
     const char *model_path = NULL, *json = NULL;
@@ -121,12 +257,20 @@ int cmd_bench(int argc, char **argv) {
     slm_kv_type kv_type = SLM_KV_F16;
     int isa = -1;
     unsigned long long seed = 1;
-    bool do_membw = true;
+    bool do_membw = true, spec = false;
+    cli_spec_opts so;
+    cli_spec_defaults(&so);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
+        int sr = cli_spec_flag(cmd, argc, argv, &i, &so);
+        if (sr < 0) return 1;
+        if (sr > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage, stdout);
+            fputs(cli_spec_help, stdout);
             return 0;
+        } else if (!strcmp(a, "--spec")) {
+            spec = true;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             if (!(model_path = cli_value(cmd, argc, argv, &i))) return 1;
         } else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) {
@@ -164,6 +308,17 @@ int cmd_bench(int argc, char **argv) {
         } else {
             return cli_fail(cmd, "unknown option '%s' (see --help)", a);
         }
+    }
+    bool spec_bad, spec_on = cli_spec_enabled(cmd, &so, &spec_bad);
+    if (spec_bad) return 1;
+    if (spec != spec_on) return cli_fail(cmd, spec ? "--spec needs --draft or --lookup" : "--draft and --lookup need --spec");
+    if (spec) {
+        if (n_gen == 0) return cli_fail(cmd, "--spec needs -n > 0");
+        if (n_threads != 1) return cli_fail(cmd, "--spec takes one thread count");
+        cli_engine_opts eo = {.model = model_path,
+                              .ctx = {.n_ctx = 2048, .n_threads = threads[0], .kv_type = kv_type, .isa_set = isa >= 0,
+                                      .isa = isa >= 0 ? (slm_isa)isa : SLM_ISA_REF}};
+        return bench_spec(cmd, &eo, &so, (int)n_gen, (int)reps, json);
     }
     if (n_prompt == 0 && n_gen == 0) return cli_fail(cmd, "-p 0 and -n 0: nothing to benchmark");
     if (isa >= 0 && isa != SLM_ISA_REF && !slm_kernels_get((slm_isa)isa))

@@ -12,6 +12,7 @@
 #include "common.h"
 #include "model/chat.h"
 #include "model/generate.h"
+#include "spec_flags.h"
 
 static const char *const usage =
     "usage: slimlm chat [-m MODEL] [options]\n"
@@ -86,16 +87,20 @@ int cmd_chat(int argc, char **argv) {
     long n_predict = 512, n_ctx = 0;
     bool verbose = false;
     slm_sampler_params sp = slm_sampler_defaults();
+    cli_spec_opts so;
+    cli_spec_defaults(&so);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = cli_sampling_flag(cmd, argc, argv, &i, &sp);
         if (r == 0) r = cli_engine_flag(cmd, argc, argv, &i, &eo);
+        if (r == 0) r = cli_spec_flag(cmd, argc, argv, &i, &so);
         if (r < 0) return 1;
         if (r > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage, stdout);
             fputs(cli_engine_help, stdout);
             fputs(cli_sampling_help, stdout);
+            fputs(cli_spec_help, stdout);
             return 0;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             verbose = true;
@@ -113,10 +118,17 @@ int cmd_chat(int argc, char **argv) {
             return cli_fail(cmd, "unknown option '%s' (see --help)", a);
         }
     }
+    bool spec_bad, spec = cli_spec_enabled(cmd, &so, &spec_bad);
+    if (spec_bad) return 1;
     cli_engine e;
     eo.ctx.n_ctx = (int)n_ctx;
     if (!cli_engine_load(cmd, &eo, true, &e)) return 1;
     int rc = 1;
+    cli_spec cs = {0};
+    if (spec && !cli_spec_load(cmd, &so, &e, &sp, &cs)) {
+        cli_engine_free(&e);
+        return 1;
+    }
     slm_chat_template t;
     slm_status s;
     if (tname) {
@@ -127,6 +139,7 @@ int cmd_chat(int argc, char **argv) {
         s = slm_chat_detect(ts.ptr, ts.len, &t);
     }
     if (s) {
+        cli_spec_free(&cs);
         cli_engine_free(&e);
         return cli_fail_status(cmd, s);
     }
@@ -182,8 +195,15 @@ int cmd_chat(int argc, char **argv) {
         }
         reply r = {.tok = e.tok};
         slm_gen_stats st;
-        s = slm_generate(e.ctx, e.tok, smp, ids, (int)n_ids, (int)(n_predict < room ? n_predict : room), logits,
-                         on_token, &r, &st);
+        slm_spec_stats sst;
+        if (spec) {
+            s = slm_spec_generate(e.ctx, e.tok, smp, cs.d, &cs.sp, ids, (int)n_ids,
+                                  (int)(n_predict < room ? n_predict : room), on_token, &r, &sst);
+            st = sst.gen;
+        } else {
+            s = slm_generate(e.ctx, e.tok, smp, ids, (int)n_ids, (int)(n_predict < room ? n_predict : room), logits,
+                             on_token, &r, &st);
+        }
         free(ids);
         char tail[16];
         size_t tl = slm_detok_flush(&r.dt, tail, sizeof tail);
@@ -199,6 +219,7 @@ int cmd_chat(int argc, char **argv) {
             fprintf(stderr, "[prompt: %d tokens reused from the cache, %d evaluated (%.1f tok/s); reply: %d tokens (%.1f tok/s)]\n",
                     st.n_reused, st.n_prompt, st.prompt_s > 0 ? st.n_prompt / st.prompt_s : 0.0, st.n_generated,
                     st.gen_s > 0 ? st.n_generated / st.gen_s : 0.0);
+        if (verbose && spec) cli_spec_print_stats(&so, &sst);
         bool ok = conv_add(&c, "assistant", r.text ? r.text : "", r.n);
         free(r.text);
         if (!ok) goto oom;
@@ -213,6 +234,7 @@ out:
     free(c.m);
     free(logits);
     slm_sampler_free(smp);
+    cli_spec_free(&cs);
     cli_engine_free(&e);
     return rc;
 }

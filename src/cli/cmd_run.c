@@ -7,6 +7,7 @@
 #include "common.h"
 #include "model/chat.h"
 #include "model/generate.h"
+#include "spec_flags.h"
 
 static const char *const usage =
     "usage: slimlm run [-m MODEL] (-p PROMPT | -f FILE | --ids 1,2,3) [options]\n"
@@ -52,16 +53,20 @@ int cmd_run(int argc, char **argv) {
     long n_predict = 128, n_ctx = 0;
     bool chat = false, special = true, print_ids = false, stats = true;
     slm_sampler_params sp = slm_sampler_defaults();
+    cli_spec_opts so;
+    cli_spec_defaults(&so);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = cli_sampling_flag(cmd, argc, argv, &i, &sp);
         if (r == 0) r = cli_engine_flag(cmd, argc, argv, &i, &eo);
+        if (r == 0) r = cli_spec_flag(cmd, argc, argv, &i, &so);
         if (r < 0) return 1;
         if (r > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage, stdout);
             fputs(cli_engine_help, stdout);
             fputs(cli_sampling_help, stdout);
+            fputs(cli_spec_help, stdout);
             return 0;
         } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             if (!(prompt = cli_value(cmd, argc, argv, &i))) return 1;
@@ -89,6 +94,8 @@ int cmd_run(int argc, char **argv) {
     }
     if (!!prompt + !!file + !!ids_arg != 1) return cli_fail(cmd, "give exactly one of -p, -f or --ids (see --help)");
     if (chat && ids_arg) return cli_fail(cmd, "--chat needs a text prompt, not --ids");
+    bool spec_bad, spec = cli_spec_enabled(cmd, &so, &spec_bad);
+    if (spec_bad) return 1;
 
     char *text = NULL;
     size_t text_len = 0;
@@ -107,7 +114,9 @@ int cmd_run(int argc, char **argv) {
     float *logits = NULL;
     slm_sampler *smp = NULL;
     char *rendered = NULL;
+    cli_spec cs = {0};
     slm_status s;
+    if (spec && !cli_spec_load(cmd, &so, &e, &sp, &cs)) goto out;
     if (ids_arg) {
         if (!cli_parse_ids(cmd, ids_arg, &ids, &n_ids)) goto out;
     } else {
@@ -158,8 +167,14 @@ int cmd_run(int argc, char **argv) {
     }
     run_out o = {.tok = e.tok, .print_ids = print_ids};
     if (!print_ids && !ids_arg && !chat) fwrite(prompt ? prompt : text, 1, text_len, stdout);
+    slm_spec_stats sst = {0};
     slm_gen_stats st;
-    s = slm_generate(e.ctx, e.tok, smp, ids, n_ids, (int)n_predict, logits, emit, &o, &st);
+    if (spec) {
+        s = slm_spec_generate(e.ctx, e.tok, smp, cs.d, &cs.sp, ids, n_ids, (int)n_predict, emit, &o, &sst);
+        st = sst.gen;
+    } else {
+        s = slm_generate(e.ctx, e.tok, smp, ids, n_ids, (int)n_predict, logits, emit, &o, &st);
+    }
     if (!print_ids) {
         char buf[16];
         fwrite(buf, 1, slm_detok_flush(&o.dt, buf, sizeof buf), stdout);
@@ -175,8 +190,10 @@ int cmd_run(int argc, char **argv) {
                 st.n_prompt, st.prompt_s > 0 ? st.n_prompt / st.prompt_s : 0.0, st.n_generated,
                 st.gen_s > 0 ? st.n_generated / st.gen_s : 0.0, st.hit_eog ? " (end of text)" : "",
                 slm_isa_name(e.ctx->isa), slm_pool_size(e.ctx->pool));
+    if (stats && spec) cli_spec_print_stats(&so, &sst);
     rc = 0;
 out:
+    cli_spec_free(&cs);
     free(rendered);
     free(logits);
     slm_sampler_free(smp);

@@ -156,3 +156,76 @@ void slm_bench_model_info(const slm_model *m, slm_bench_model *o) {
     if (!m->tied_output) add_mat(o, &m->output);
     o->decode_bytes += mat_bytes(&m->output);
 }
+
+/* ---- speculative against plain decoding ---- */
+
+typedef struct {
+    int32_t *ids;
+    int n, cap;
+} bench_ids;
+
+static bool bench_collect(void *user, int32_t id) {
+    bench_ids *b = user;
+    if (b->n < b->cap) b->ids[b->n] = id;
+    b->n++;
+    return true;
+}
+
+slm_status slm_bench_spec(slm_ctx *ctx, const slm_tokenizer *tok, slm_drafter *d, const slm_spec_params *sp,
+                          const int32_t *prompt, int n_prompt, int n_gen, int reps, slm_bench_spec_result *out) {
+    memset(out, 0, sizeof *out);
+    if (reps < 1 || n_gen < 1) return slm_error(SLM_ERR_ARG, "bench: need at least one run and one token");
+    const int nv = ctx->model->cfg.vocab_size;
+    slm_sampler_params gp = slm_sampler_defaults();
+    gp.temperature = 0;
+    slm_sampler *smp = NULL;
+    slm_status s = slm_sampler_create(&gp, nv, &smp);
+    if (s) return s;
+    float *logits = malloc((size_t)nv * sizeof *logits);
+    int32_t *a = malloc((size_t)n_gen * sizeof *a), *b = malloc((size_t)n_gen * sizeof *b);
+    double *tp = malloc((size_t)reps * 3 * sizeof *tp), *ts = tp ? tp + reps : NULL, *ratio = tp ? tp + 2 * reps : NULL;
+    if (!logits || !a || !b || !tp) {
+        s = slm_error(SLM_ERR_NOMEM, "bench: out of memory");
+        goto out;
+    }
+    out->identical = true;
+    long drafted = 0, accepted = 0, steps = 0, generated = 0;
+    double draft_s = 0, gen_s = 0;
+    for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
+        bench_ids pa = {a, 0, n_gen}, pb = {b, 0, n_gen};
+        slm_gen_stats gs;
+        slm_spec_stats ss;
+        slm_ctx_truncate(ctx, 0);
+        if ((s = slm_generate(ctx, tok, smp, prompt, n_prompt, n_gen, logits, bench_collect, &pa, &gs))) goto out;
+        slm_ctx_truncate(ctx, 0);
+        if ((s = slm_spec_generate(ctx, tok, smp, d, sp, prompt, n_prompt, n_gen, bench_collect, &pb, &ss))) goto out;
+        slm_ctx_truncate(ctx, 0);
+        if (pa.n != pb.n || memcmp(a, b, (size_t)pa.n * sizeof *a) != 0) out->identical = false;
+        out->n_generated = pa.n;
+        if (r < 0) continue;
+        tp[r] = gs.gen_s > 0 ? gs.n_generated / gs.gen_s : 0;
+        ts[r] = ss.gen.gen_s > 0 ? ss.gen.n_generated / ss.gen.gen_s : 0;
+        ratio[r] = tp[r] > 0 ? ts[r] / tp[r] : 0;
+        drafted += ss.n_drafted;
+        accepted += ss.n_accepted;
+        steps += ss.n_steps;
+        generated += ss.gen.n_generated;
+        draft_s += ss.draft_s;
+        gen_s += ss.gen.gen_s;
+    }
+    slm_bench_summarize(tp, reps, &out->plain);
+    slm_bench_summarize(ts, reps, &out->spec);
+    slm_bench_stats rs;
+    slm_bench_summarize(ratio, reps, &rs);
+    out->speedup = rs.median;
+    out->accept_rate = drafted ? (double)accepted / drafted : 0;
+    out->tokens_per_step = steps ? (double)generated / steps : 0;
+    out->draft_share = gen_s > 0 ? draft_s / gen_s : 0;
+out:
+    slm_sampler_free(smp);
+    free(logits);
+    free(a);
+    free(b);
+    free(tp);
+    return s;
+}

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "../model/forward.h"
+#include "../model/speculative.h"
 
 typedef enum { SLM_BENCH_PP = 0, SLM_BENCH_TG = 1 } slm_bench_kind;
 
@@ -65,5 +66,22 @@ typedef struct {
 } slm_bench_model;
 
 void slm_bench_model_info(const slm_model *m, slm_bench_model *out);
+
+/* Speculative against plain greedy decoding on one prompt, in the same run: each repetition
+ * generates up to n_gen tokens plainly (slm_generate), then with the drafter
+ * (slm_spec_generate), from the same prompt; prompt evaluation is not timed. One untimed
+ * warm-up of each first. tokens/s = generated tokens / generation seconds. */
+typedef struct {
+    int n_generated;              /* tokens per run (greedy: the same for both) */
+    bool identical;               /* the speculative output equals the plain one in every run */
+    slm_bench_stats plain, spec;  /* tokens/s over the timed runs */
+    double speedup;               /* median over runs of spec / plain tokens/s of the same run */
+    double accept_rate;           /* accepted / drafted tokens */
+    double tokens_per_step;       /* generated tokens per verification pass */
+    double draft_share;           /* drafting time / speculative generation time */
+} slm_bench_spec_result;
+
+slm_status slm_bench_spec(slm_ctx *ctx, const slm_tokenizer *tok, slm_drafter *d, const slm_spec_params *sp,
+                          const int32_t *prompt, int n_prompt, int n_gen, int reps, slm_bench_spec_result *out);
 
 #endif

@@ -183,3 +183,91 @@ int32_t slm_sampler_sample(slm_sampler *s, float *logits) {
     slm_sampler_accept(s, id);
     return id;
 }
+
+float slm_sampler_uniform(slm_sampler *s) { return next_uniform(s); }
+
+void slm_penalize(const slm_sampler_params *p, float *logits, int n_vocab, const int32_t *recent, int n_recent) {
+    if (p->repeat_penalty == 1.0f) return;
+    for (int i = 0; i < n_recent; i++) {
+        int32_t id = recent[i];
+        if (id < 0 || id >= n_vocab) continue;
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++) seen = recent[j] == id;
+        if (seen) continue;
+        logits[id] = logits[id] > 0 ? logits[id] / p->repeat_penalty : logits[id] * p->repeat_penalty;
+    }
+}
+
+int32_t slm_sample_probs(const float *logits, int n, const slm_sampler_params *p, slm_candidate *cand, float *probs) {
+    memset(probs, 0, (size_t)n * sizeof *probs);
+    if (p->temperature <= 0) {
+        int32_t id = slm_argmax(logits, n);
+        probs[id] = 1.0f;
+        return id;
+    }
+    /* the same steps as slm_sample_logits, keeping the kept set instead of drawing */
+    int k = p->top_k > 0 && p->top_k < n ? p->top_k : n;
+    if (k == n && p->top_p >= 1) { /* no ordering needed: softmax, then the min-p floor */
+        int32_t best = slm_argmax(logits, n);
+        float mx = logits[best] / p->temperature;
+        double sum = 0;
+        for (int i = 0; i < n; i++) sum += (probs[i] = expf(logits[i] / p->temperature - mx));
+        float floor_p = p->min_p > 0 ? p->min_p * (float)(1.0 / sum) : 0; /* min-p of the top probability */
+        double total = 0;
+        for (int i = 0; i < n; i++) {
+            float q = (float)(probs[i] / sum);
+            probs[i] = q >= floor_p ? q : 0;
+            total += probs[i];
+        }
+        for (int i = 0; i < n; i++) probs[i] = (float)(probs[i] / total);
+        return best;
+    }
+    for (int i = 0; i < n; i++) cand[i] = (slm_candidate){i, logits[i] / p->temperature};
+    select_top(cand, n, k);
+    float mx = cand[0].p;
+    double sum = 0;
+    for (int i = 0; i < k; i++) {
+        cand[i].p = expf(cand[i].p - mx);
+        sum += cand[i].p;
+    }
+    for (int i = 0; i < k; i++) cand[i].p = (float)(cand[i].p / sum);
+    int keep = k;
+    if (p->top_p < 1) {
+        double cum = 0;
+        for (int i = 0; i < k; i++) {
+            cum += cand[i].p;
+            if (cum >= p->top_p) {
+                keep = i + 1;
+                break;
+            }
+        }
+    }
+    if (p->min_p > 0) {
+        float floor_p = p->min_p * cand[0].p;
+        int m = 1;
+        while (m < keep && cand[m].p >= floor_p) m++;
+        keep = m;
+    }
+    double total = 0;
+    for (int i = 0; i < keep; i++) total += cand[i].p;
+    for (int i = 0; i < keep; i++) probs[cand[i].id] = (float)(cand[i].p / total);
+    return cand[0].id;
+}
+
+int32_t slm_sample_from_probs(const float *probs, int n, float u) {
+    double total = 0;
+    int32_t last = -1;
+    for (int i = 0; i < n; i++)
+        if (probs[i] > 0) {
+            total += probs[i];
+            last = i;
+        }
+    if (last < 0) return -1;
+    double r = (double)u * total, cum = 0;
+    for (int i = 0; i < n; i++) {
+        if (probs[i] <= 0) continue;
+        cum += probs[i];
+        if (r < cum) return i;
+    }
+    return last;
+}

@@ -57,4 +57,24 @@ int32_t slm_sample_logits(const float *logits, int n, const slm_sampler_params *
 /* Index of the largest value (the first one on ties). */
 int32_t slm_argmax(const float *x, int n);
 
+/* ---- distributions (speculative decoding needs p and q explicitly) ---- */
+
+/* Apply the repetition penalty to logits [n_vocab] from an explicit window of recent tokens
+ * (each distinct id once, as slm_sampler_sample does with its history); no-op when
+ * p->repeat_penalty is 1. */
+void slm_penalize(const slm_sampler_params *p, float *logits, int n_vocab, const int32_t *recent, int n_recent);
+
+/* The distribution slm_sample_logits draws from: probs [n] receives the probability of every
+ * token after temperature, top-k, top-p and min-p (0 outside the kept set; sums to 1). With
+ * temperature 0 it is a point mass on the argmax. cand is scratch of n entries. Returns the
+ * most probable token. */
+int32_t slm_sample_probs(const float *logits, int n, const slm_sampler_params *p, slm_candidate *cand, float *probs);
+
+/* Draw from probs [n] (non-negative, any positive total) with a uniform u in [0,1): the first
+ * token whose cumulative mass exceeds u * total; -1 if the total is 0. */
+int32_t slm_sample_from_probs(const float *probs, int n, float u);
+
+/* The next uniform number in [0,1) from the sampler's RNG. */
+float slm_sampler_uniform(slm_sampler *s);
+
 #endif
