@@ -367,11 +367,10 @@ static inline __attribute__((always_inline)) void gemm_blocks(const bool q4_1, i
                     float out[RT][CT], o[RT][CT];
                     if (rn == RT && ccn == CT) {
                         tile(RT, CT, q4_1, kn, wr, xr, &sc, 0, c, out);
-                    } else if (rn == RT) { /* few activation rows (one when generating) */
-                        for (int j = 0; j < ccn; j++) {
-                            tile(RT, 1, q4_1, kn, wr, xr + j, &sc, 0, c + j, o);
-                            for (int r = 0; r < RT; r++) out[r][j] = o[r][0];
-                        }
+                    } else if (rn == RT) { /* few activation rows: 1 when generating, 2-3 when verifying drafts */
+                        if (ccn == 3) tile(RT, 3, q4_1, kn, wr, xr, &sc, 0, c, out);
+                        else if (ccn == 2) tile(RT, 2, q4_1, kn, wr, xr, &sc, 0, c, out);
+                        else tile(RT, 1, q4_1, kn, wr, xr, &sc, 0, c, out);
                     } else {
                         for (int r = 0; r < rn; r++) {
                             if (ccn == CT) {
