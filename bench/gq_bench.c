@@ -2,13 +2,15 @@
  *
  *   build/gq_bench [--json FILE] [--reps N]
  *
- * For each weight type (q4_0, q4_1, q8_0, q4g128, q4g64a, q3g128, q2g64a, q8g128), row length
+ * For each weight type (q4_0, q4_1, q8_0, q4g128, q4g128a, q4g64a, q3g128, q2g64a, q8g32, q8g32a,
+ * q8g128), row length
  * (1536 and 576: the fixture's hidden size, which leaves a short last group of 64 for groups
  * of 128) and kernel set this CPU runs: ROWS weight rows quantized from random values and
  * activation rows quantized by the set's own quantizer. Each set is validated first against
  * the scalar kernels (relative difference printed), then timed: the median over --reps runs
- * of ns per row dot, for vec_dot over all rows (one activation row, as when generating) and
- * for gemm of ROWS x COLS (ns per row x activation-row dot, as in prompt processing). */
+ * of ns per row dot, for vec_dot over all rows and gemm of ROWS x 1 (one activation row, as
+ * when generating), and for gemm of ROWS x COLS (ns per row x activation-row dot, as in prompt
+ * processing). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +20,10 @@
 #include "core/dtype.h"
 #include "kernels/qdot.h"
 
-enum { ROWS = 64, COLS = 64, N_MAX = 1536, MAX_RESULTS = 64 };
+enum { ROWS = 64, COLS = 64, N_MAX = 1536, MAX_RESULTS = 96 };
 
-static const char *const g_types[] = {"q4_0", "q4_1", "q8_0", "q4g128", "q4g64a", "q3g128", "q2g64a", "q8g128"};
+static const char *const g_types[] = {"q4_0", "q4_1", "q8_0", "q4g128", "q4g128a", "q4g64a", "q3g128",
+                                      "q2g64a", "q8g32", "q8g32a", "q8g128"};
 static const int64_t g_ns[] = {1536, 576};
 
 static double now_s(void) {
@@ -45,7 +48,7 @@ static float rnd_f(void) { /* [-1, 1) */
 typedef struct {
     const char *type, *isa;
     int64_t n;
-    double dot_ns, gemm_ns, rel_diff;
+    double dot_ns, gemm1_ns, gemm_ns, rel_diff;
 } result;
 
 static volatile float g_sink;
@@ -66,14 +69,15 @@ static double time_dot(slm_vec_dot_fn dot, const uint8_t *w, size_t wb, const ui
     return t[reps / 2];
 }
 
-/* median ns per row x activation-row dot of a ROWS x COLS gemm */
+/* median ns per row x activation-row dot of a ROWS x nc gemm (nc = 1: as when generating) */
 static double time_gemm(slm_gemm_fn gemm, const uint8_t *w, size_t wb, const uint8_t *x, size_t xb, int64_t n,
-                        float *y, int reps) {
+                        int nc, float *y, int reps) {
     double t[101];
+    const int inner = nc == 1 ? 64 : 1;
     for (int r = 0; r < reps; r++) {
         const double t0 = now_s();
-        gemm(n, w, wb, ROWS, x, xb, COLS, y, ROWS);
-        t[r] = (now_s() - t0) * 1e9 / (double)(ROWS * COLS);
+        for (int k = 0; k < inner; k++) gemm(n, w, wb, ROWS, x, xb, nc, y, ROWS);
+        t[r] = (now_s() - t0) * 1e9 / (double)(ROWS * nc * inner);
         g_sink = y[0];
     }
     qsort(t, (size_t)reps, sizeof t[0], cmp_d);
@@ -98,7 +102,8 @@ int main(int argc, char **argv) {
     static uint8_t w[ROWS * N_MAX * 2], x[COLS * N_MAX * 2];
     result res[MAX_RESULTS];
     int nres = 0, bad = 0;
-    printf("%-8s %6s %-7s %12s %12s %10s\n", "type", "n", "isa", "dot ns/row", "gemm ns/dot", "rel diff");
+    printf("%-8s %6s %-7s %12s %12s %12s %10s\n", "type", "n", "isa", "dot ns/row", "gemm1 ns/row", "gemm ns/dot",
+           "rel diff");
     for (size_t ti = 0; ti < sizeof g_types / sizeof g_types[0]; ti++) {
         const int t = slm_dtype_from_name(g_types[ti]);
         const slm_dtype_traits *tr = t >= 0 ? slm_dtype_get((uint32_t)t) : NULL;
@@ -142,9 +147,11 @@ int main(int argc, char **argv) {
                     bad = 1;
                 }
                 const double dns = time_dot(k->vec_dot[t], w, wb, x, n, reps);
-                const double gns = time_gemm(k->gemm[t], w, wb, x, xb, n, y, reps);
-                printf("%-8s %6lld %-7s %12.1f %12.1f %10.2g\n", g_types[ti], (long long)n, k->name, dns, gns, rel);
-                if (nres < MAX_RESULTS) res[nres++] = (result){g_types[ti], k->name, n, dns, gns, rel};
+                const double gns = time_gemm(k->gemm[t], w, wb, x, xb, n, COLS, y, reps);
+                const double g1ns = time_gemm(k->gemm[t], w, wb, x, xb, n, 1, y, reps);
+                printf("%-8s %6lld %-7s %12.1f %12.1f %12.1f %10.2g\n", g_types[ti], (long long)n, k->name, dns, g1ns, gns,
+                       rel);
+                if (nres < MAX_RESULTS) res[nres++] = (result){g_types[ti], k->name, n, dns, g1ns, gns, rel};
             }
         }
     }
@@ -158,8 +165,9 @@ int main(int argc, char **argv) {
         for (int i = 0; i < nres; i++)
             fprintf(f,
                     "  {\"type\": \"%s\", \"n\": %lld, \"isa\": \"%s\", \"dot_ns_per_row\": %.2f, "
-                    "\"gemm_ns_per_dot\": %.2f, \"rel_diff\": %.3g}%s\n",
-                    res[i].type, (long long)res[i].n, res[i].isa, res[i].dot_ns, res[i].gemm_ns, res[i].rel_diff,
+                    "\"gemm1_ns_per_row\": %.2f, \"gemm_ns_per_dot\": %.2f, \"rel_diff\": %.3g}%s\n",
+                    res[i].type, (long long)res[i].n, res[i].isa, res[i].dot_ns, res[i].gemm1_ns, res[i].gemm_ns,
+                    res[i].rel_diff,
                     i + 1 < nres ? "," : "");
         fprintf(f, "]}\n");
         if (fclose(f) != 0) {
