@@ -20,6 +20,23 @@
 #include "model/chat.h"
 #include "spec_flags.h"
 
+/* Write the JSON text to the (already opened) atomic file and commit it; false after printing
+ * the error. */
+static bool commit_json(slm_afile *af, const slm_sb *js, const char *path) {
+    if (js->oom) {
+        cli_fail("bench", "out of memory writing the JSON report");
+        return false;
+    }
+    slm_afile_write(af, js->p, js->len);
+    slm_status s = slm_afile_commit(af);
+    if (s) {
+        cli_fail_status("bench", s);
+        return false;
+    }
+    fprintf(stderr, "bench: wrote %s\n", path);
+    return true;
+}
+
 static const char *const usage =
     "usage: slimlm bench [-m MODEL] [-p 512] [-n 128] [-t N[,N...]] [-r 5] [options]\n"
     "\n"
@@ -229,16 +246,7 @@ static int bench_spec(const char *cmd, const cli_engine_opts *eo, const cli_spec
                           res[i].spec.median, res[i].speedup, res[i].accept_rate, res[i].tokens_per_step,
                           res[i].draft_share);
         slm_sb_printf(&js, "\n  ]\n}\n");
-        if (js.oom) {
-            cli_fail(cmd, "out of memory writing the JSON report");
-            goto out;
-        }
-        slm_afile_write(&af, js.p, js.len);
-        if ((s = slm_afile_commit(&af))) {
-            cli_fail_status(cmd, s);
-            goto out;
-        }
-        fprintf(stderr, "bench: wrote %s\n", json);
+        if (!commit_json(&af, &js, json)) goto out;
     }
     rc = 0;
 out:
@@ -546,16 +554,7 @@ int cmd_bench(int argc, char **argv) {
             first = 0;
         }
         slm_sb_printf(&js, "]\n}\n");
-        if (js.oom) {
-            cli_fail(cmd, "out of memory writing the JSON report");
-            goto out;
-        }
-        slm_afile_write(&af, js.p, js.len);
-        if ((s = slm_afile_commit(&af))) {
-            cli_fail_status(cmd, s);
-            goto out;
-        }
-        fprintf(stderr, "bench: wrote %s\n", json);
+        if (!commit_json(&af, &js, json)) goto out;
     }
     rc = 0;
 out:

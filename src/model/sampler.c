@@ -122,12 +122,13 @@ static void select_top(slm_candidate *c, int n, int k) {
     qsort(c, (size_t)(k < n ? k : n), sizeof *c, cmp_cand_desc);
 }
 
-int32_t slm_sample_logits(const float *logits, int n, const slm_sampler_params *p, float u, slm_candidate *cand) {
-    if (p->temperature <= 0) return slm_argmax(logits, n);
+/* Temperature, top-k, softmax over the k survivors (sorted descending), top-p, min-p:
+ * cand[0..keep) are the kept tokens with their probabilities (normalized over the top-k
+ * survivors); returns keep. temperature > 0. */
+static int keep_candidates(const float *logits, int n, const slm_sampler_params *p, slm_candidate *cand) {
     for (int i = 0; i < n; i++) cand[i] = (slm_candidate){i, logits[i] / p->temperature};
     int k = p->top_k > 0 && p->top_k < n ? p->top_k : n;
     select_top(cand, n, k);
-    /* softmax over the k survivors (sorted descending) */
     float mx = cand[0].p;
     double sum = 0;
     for (int i = 0; i < k; i++) {
@@ -154,6 +155,12 @@ int32_t slm_sample_logits(const float *logits, int n, const slm_sampler_params *
         while (m < keep && cand[m].p >= floor_p) m++;
         keep = m;
     }
+    return keep;
+}
+
+int32_t slm_sample_logits(const float *logits, int n, const slm_sampler_params *p, float u, slm_candidate *cand) {
+    if (p->temperature <= 0) return slm_argmax(logits, n);
+    const int keep = keep_candidates(logits, n, p, cand);
     double total = 0;
     for (int i = 0; i < keep; i++) total += cand[i].p;
     double r = (double)u * total, cum = 0;
@@ -166,18 +173,7 @@ int32_t slm_sample_logits(const float *logits, int n, const slm_sampler_params *
 
 int32_t slm_sampler_sample(slm_sampler *s, float *logits) {
     const slm_sampler_params *p = &s->p;
-    if (p->repeat_penalty != 1.0f) {
-        /* penalize each distinct recent token once */
-        for (int i = 0; i < s->n_history; i++) {
-            int32_t id = s->history[i];
-            if (id < 0 || id >= s->n_vocab) continue;
-            int seen = 0;
-            for (int j = 0; j < i; j++)
-                if (s->history[j] == id) seen = 1;
-            if (seen) continue;
-            logits[id] = logits[id] > 0 ? logits[id] / p->repeat_penalty : logits[id] * p->repeat_penalty;
-        }
-    }
+    slm_penalize(p, logits, s->n_vocab, s->history, s->n_history); /* each distinct recent token once */
     float u = next_uniform(s);
     int32_t id = slm_sample_logits(logits, s->n_vocab, p, u, s->cand);
     slm_sampler_accept(s, id);
@@ -222,32 +218,7 @@ int32_t slm_sample_probs(const float *logits, int n, const slm_sampler_params *p
         for (int i = 0; i < n; i++) probs[i] = (float)(probs[i] / total);
         return best;
     }
-    for (int i = 0; i < n; i++) cand[i] = (slm_candidate){i, logits[i] / p->temperature};
-    select_top(cand, n, k);
-    float mx = cand[0].p;
-    double sum = 0;
-    for (int i = 0; i < k; i++) {
-        cand[i].p = expf(cand[i].p - mx);
-        sum += cand[i].p;
-    }
-    for (int i = 0; i < k; i++) cand[i].p = (float)(cand[i].p / sum);
-    int keep = k;
-    if (p->top_p < 1) {
-        double cum = 0;
-        for (int i = 0; i < k; i++) {
-            cum += cand[i].p;
-            if (cum >= p->top_p) {
-                keep = i + 1;
-                break;
-            }
-        }
-    }
-    if (p->min_p > 0) {
-        float floor_p = p->min_p * cand[0].p;
-        int m = 1;
-        while (m < keep && cand[m].p >= floor_p) m++;
-        keep = m;
-    }
+    const int keep = keep_candidates(logits, n, p, cand);
     double total = 0;
     for (int i = 0; i < keep; i++) total += cand[i].p;
     for (int i = 0; i < keep; i++) probs[cand[i].id] = (float)(cand[i].p / total);
