@@ -75,7 +75,7 @@ sys.exit(not (a['kl_mean'] < r['kl_mean'] and a['n_bytes'] == r['n_bytes']))"
 expect_error "bits 5" "$BIN" awq -m "$MODEL" -o "$TMP/x.gguf" --bits 5
 expect_error "group 48" "$BIN" awq -m "$MODEL" -o "$TMP/x.gguf" --group 48
 expect_error "no output" "$BIN" awq -m "$MODEL"
-expect_error "no model" "$BIN" awq -o "$TMP/x.gguf"
+expect_error "missing model file" "$BIN" awq -m "$TMP/none.gguf" -o "$TMP/x.gguf"
 expect_error "output is the input" "$BIN" awq -m "$MODEL" -o "$MODEL"
 expect_error "unreadable text" "$BIN" awq -m "$MODEL" -o "$TMP/x.gguf" --text "$TMP/none.txt"
 expect_error "float type" "$BIN" awq -m "$MODEL" -o "$TMP/x.gguf" --type f16

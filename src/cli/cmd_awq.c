@@ -17,10 +17,11 @@
 #include "core/gguf.h"
 #include "core/gguf_write.h"
 #include "core/gq.h"
+#include "core/paths.h"
 #include "core/sha256.h"
 
 static const char *const usage =
-    "usage: slimlm awq -m IN -o OUT [--bits B] [--group G] [--sym] [options]\n"
+    "usage: slimlm awq [-m IN] -o OUT [--bits B] [--group G] [--sym] [options]\n"
     "\n"
     "Activation-aware weight quantization. Runs the model over calibration text, records the\n"
     "inputs of every linear layer, and for each group of linears sharing an input (q/k/v, gate/up,\n"
@@ -30,7 +31,6 @@ static const char *const usage =
     "cost; then the weight matrices are quantized. Prints the chosen alpha and the error reduction\n"
     "per layer.\n"
     "\n"
-    "  -m, --model IN       input GGUF model (required)\n"
     "  -o, --out OUT        output file (written atomically; must differ from IN)\n"
     "  --bits B             4, 3, 2 or 8 (default 4)\n"
     "  --group G            32, 64 or 128 weights per scale (default 128)\n"
@@ -51,7 +51,6 @@ static const char *const usage =
     "                       as AWQ leaves the embeddings and the output head alone)\n"
     "  --fold-only          fold the scales but do not quantize: write f32 weights (the folded model\n"
     "                       computes the same function as the input; a check of the folding)\n"
-    "  -t, --threads N      worker threads (default: all CPUs)\n"
     "  -q, --quiet          no progress and no per-layer table\n"
     "  -h, --help           this help\n";
 
@@ -114,14 +113,12 @@ int cmd_awq(int argc, char **argv) {
     slm_awq_params ap = {.grid = 20};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val;
-        if (!strcmp(a, "--isa") || !strcmp(a, "--kv-type")) {
-            return cli_fail(cmd, "unknown option '%s' (see --help)", a);
-        }
         const int r = cli_engine_flag(cmd, argc, argv, &i, &eo);
         if (r < 0) return 1;
         if (r > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage, stdout);
+            fputs(cli_engine_help, stdout);
             return 0;
         } else if (!strcmp(a, "-o") || !strcmp(a, "--out")) {
             if (!(out = cli_value(cmd, argc, argv, &i))) return 1;
@@ -166,7 +163,9 @@ int cmd_awq(int argc, char **argv) {
             return cli_fail(cmd, "unknown option '%s' (see --help)", a);
         }
     }
-    if (!eo.model) return cli_fail(cmd, "no input model (-m IN)");
+    char default_path[4096];
+    if (!eo.model && !(eo.model = slm_default_model_path(default_path, sizeof default_path)))
+        return cli_fail(cmd, "no input model (-m IN)");
     if (!out) return cli_fail(cmd, "no output file (-o OUT)");
     int type;
     if (type_name) {
