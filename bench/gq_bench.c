@@ -149,8 +149,8 @@ int main(int argc, char **argv) {
                 const double dns = time_dot(k->vec_dot[t], w, wb, x, n, reps);
                 const double gns = time_gemm(k->gemm[t], w, wb, x, xb, n, COLS, y, reps);
                 const double g1ns = time_gemm(k->gemm[t], w, wb, x, xb, n, 1, y, reps);
-                printf("%-8s %6lld %-7s %12.1f %12.1f %12.1f %10.2g\n", g_types[ti], (long long)n, k->name, dns, g1ns, gns,
-                       rel);
+                printf("%-8s %6lld %-7s %12.1f %12.1f %12.1f %10.2g\n", g_types[ti], (long long)n, k->name, dns,
+                       g1ns, gns, rel);
                 if (nres < MAX_RESULTS) res[nres++] = (result){g_types[ti], k->name, n, dns, g1ns, gns, rel};
             }
         }

@@ -11,7 +11,8 @@
  *      recomputed here from the packing spec: |d_w d_x| sum_e |u_e - o| |q_e| + |m_w s_x|;
  *   3. the scalar twin agrees with dtype dot_f32 on the activations dequantized here, within
  *      float rounding plus the f16 rounding of the Q8_1 block sum s (2^-11 |m_w s_x|);
- *   4. gemm of every table equals vec_dot for tile shapes 1x1, 3x5, 17x9, 4x4, 5x1, 6x7 and 64x256, with
+ *   4. gemm of every table equals vec_dot for tile shapes 1x1, 3x5, 17x9, 4x4, 5x1, 6x7 and 64x256, and
+ *      rows of 2080, 4160 and 8288 weights with 1 to 3 activation rows (the chunked path), with
  *      strides that are not the packed row sizes and sentinels around every output. */
 #include <math.h>
 #include <stdint.h>
@@ -45,7 +46,7 @@ static float rng_normal(void) {
 
 static const int64_t g_ns[] = {32, 96, 160, 576, 1536};
 enum {
-    N_MAX = 1536,
+    N_MAX = 8288, /* the longest row tested */
     W_MAX = N_MAX * 8 / 8 + N_MAX / 32 * 4 + 64, /* bytes of the largest row (q8, groups of 32) */
     X_MAX = N_MAX / 32 * 36 + 64,
 };
@@ -317,6 +318,10 @@ static void check_gemm(void) {
             check_gemm_shape(t, 576, shapes[s][0], shapes[s][1]);
         }
         check_gemm_shape(t, 576, 64, 256);
+        /* rows longer than one chunk of the one-to-three-row path (64 sub-blocks), with tails */
+        check_gemm_shape(t, 4160, 5, 1);
+        check_gemm_shape(t, 8288, 6, 3);
+        check_gemm_shape(t, 2080, 4, 2);
     }
 }
 

@@ -18,7 +18,8 @@
  *
  * The gemm computes tiles of RT weight rows x CT activation rows: each weight sub-block is
  * unpacked once per tile and each activation block loaded once per tile. The dot is the 1 x 1
- * tile. */
+ * tile. With fewer than CT activation rows the gemm takes the few-rows path below, which
+ * converts each row's group scales once per chunk of sub-blocks. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -30,6 +31,7 @@ enum {
     RT = 2,          /* weight rows per tile */
     CT = 4,          /* activation rows per tile */
     CB = 64,         /* activation rows per chunk (kept in L2 while the weight rows are swept) */
+    KB = 64,         /* sub-blocks per chunk of the few-rows path (a multiple of 8) */
 };
 
 static inline float load_f16(const uint8_t *p) {
@@ -161,6 +163,122 @@ static inline __attribute__((always_inline)) void tile(const int bits, const boo
         }
 }
 
+/* ---- one to three activation rows (generating, verifying drafts) ----------------------------
+ * The rows are swept in chunks of KB sub-blocks. Per chunk, each activation row's scales d_x
+ * (and s_x) are converted once per sub-block and the byte offsets of the group headers of the
+ * chunk's sub-blocks computed once (they are the same in every row). Per tile of weight rows a
+ * first pass reads the headers row by row, giving the products d_w * d_x of every sub-block
+ * (and m_w per sub-block); reading each row in order also brings it into the cache ahead of
+ * the dot loop, which then only unpacks, dots and scales. The offset terms m_w * s_x are an
+ * 8-wide float dot per chunk; sums stay in vector accumulators until the end of the chunk. */
+
+/* Scales of one activation row over a chunk of kn sub-blocks; s is 0 from kn to the next
+ * multiple of 8. */
+typedef struct {
+    float d[KB]; /* d_x per sub-block */
+    float s[KB]; /* s_x per sub-block (asymmetric formats) */
+} act_scales;
+
+static inline __attribute__((always_inline)) void act_chunk(const bool asym, const uint8_t *x, int64_t sb0, int kn,
+                                                            act_scales *a) {
+    const size_t xb = asym ? Q8_1_BYTES : Q8_0_BYTES;
+    const uint8_t *p = x + (size_t)sb0 * xb;
+    for (int b = 0; b < kn; b++, p += xb) {
+        a->d[b] = load_f16(p);
+        if (asym) a->s[b] = load_f16(p + 2);
+    }
+    if (asym)
+        for (int b = kn; b < ((kn + 7) & ~7); b++) a->s[b] = 0.0f;
+}
+
+/* Adds the chunk's sums of rn weight rows (w[r]: row starts) against one activation row x into
+ * acc[r] (8 lanes each); off[b]: header offset of sub-block sb0 + b. */
+static inline __attribute__((always_inline)) void gen_tile(const int bits, const bool asym, const int rn,
+                                                           const row_layout *L, const uint8_t *const *w,
+                                                           const uint8_t *x, int64_t sb0, int kn,
+                                                           const act_scales *a, const size_t *off, __m256 *acc) {
+    const size_t xb = asym ? Q8_1_BYTES : Q8_0_BYTES, xq = asym ? 4 : 2;
+    const bool sym_small = !asym && bits < 8; /* subtracts o * q */
+    const __m256i ones = _mm256_set1_epi16(1);
+    float p[RT][KB], m[RT][KB];
+    UNROLL
+    for (int r = 0; r < rn; r++) {
+        for (int b = 0; b < kn; b++) {
+            const uint8_t *h = w[r] + off[b];
+            /* a group of 128 8-bit weights spans three cache lines: the headers alone would
+             * skip the middle one */
+            if (bits == 8 && L->lg == 2 && (b & 3) == 0) _mm_prefetch((const char *)h + 64, _MM_HINT_T0);
+            p[r][b] = load_f16(h) * a->d[b];
+            if (asym) m[r][b] = load_f16(h + 2);
+        }
+        if (asym)
+            for (int b = kn; b < ((kn + 7) & ~7); b++) m[r][b] = 0.0f;
+    }
+    if (asym) {
+        UNROLL
+        for (int r = 0; r < rn; r++)
+            for (int b = 0; b < kn; b += 8)
+                acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(m[r] + b), _mm256_loadu_ps(a->s + b), acc[r]);
+    }
+    for (int b = 0; b < kn; b++) {
+        const size_t q = quants_at(L, sb0 + b);
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + (size_t)(sb0 + b) * xb + xq));
+        __m256i corr = _mm256_setzero_si256();
+        if (sym_small) corr = _mm256_maddubs_epi16(_mm256_set1_epi8((char)(1 << (bits - 1))), xv);
+        UNROLL
+        for (int r = 0; r < rn; r++) {
+            const __m256i wq = unpack(bits, w[r] + q);
+            __m256i p16;
+            if (bits == 8) {
+                p16 = _mm256_maddubs_epi16(_mm256_abs_epi8(wq), _mm256_sign_epi8(xv, wq));
+            } else {
+                p16 = _mm256_maddubs_epi16(wq, xv);
+                if (sym_small) p16 = _mm256_sub_epi16(p16, corr);
+            }
+            const __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(p[r][b]), s, acc[r]);
+        }
+    }
+}
+
+static inline float hsum(__m256 a) {
+    const __m128 v = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    const __m128 v2 = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    return _mm_cvtss_f32(_mm_add_ss(v2, _mm_movehdup_ps(v2)));
+}
+
+/* y[c * ldy + r] = dot(row r of w, row c of x) for nc < CT activation rows */
+static inline __attribute__((always_inline)) void gemm_gen(const int bits, const bool asym, const row_layout *L,
+                                                           const void *w, size_t w_stride, int nr, const void *x,
+                                                           size_t x_stride, int nc, float *y, size_t ldy) {
+    const uint8_t *w0 = w, *x0 = x;
+    act_scales a[CT - 1];
+    size_t off[KB]; /* head_at of the chunk's sub-blocks, the same in every row */
+    for (int64_t sb0 = 0; sb0 < L->nsb; sb0 += KB) {
+        const int kn = L->nsb - sb0 < KB ? (int)(L->nsb - sb0) : KB;
+        for (int c = 0; c < nc; c++) act_chunk(asym, x0 + (size_t)c * x_stride, sb0, kn, &a[c]);
+        for (int b = 0; b < kn; b++) off[b] = head_at(L, sb0 + b);
+        for (int r0 = 0; r0 < nr; r0 += RT) {
+            const int rn = nr - r0 < RT ? nr - r0 : RT;
+            const uint8_t *wr[RT];
+            for (int r = 0; r < rn; r++) wr[r] = w0 + (size_t)(r0 + r) * w_stride;
+            for (int c = 0; c < nc; c++) {
+                const uint8_t *xr = x0 + (size_t)c * x_stride;
+                __m256 acc[RT];
+                for (int r = 0; r < RT; r++) acc[r] = _mm256_setzero_ps();
+                if (rn == RT) gen_tile(bits, asym, RT, L, wr, xr, sb0, kn, &a[c], off, acc);
+                else
+                    for (int r = 0; r < rn; r++) gen_tile(bits, asym, 1, L, wr + r, xr, sb0, kn, &a[c], off, acc + r);
+                float *yp = y + (size_t)c * ldy + (size_t)r0;
+                for (int r = 0; r < rn; r++) {
+                    const float v = hsum(acc[r]);
+                    yp[r] = sb0 == 0 ? v : yp[r] + v;
+                }
+            }
+        }
+    }
+}
+
 static inline __attribute__((always_inline)) float dot_fmt(const int bits, const bool asym, const row_layout *L,
                                                            const void *w, const void *x) {
     const uint8_t *wr = w, *xr = x;
@@ -172,6 +290,10 @@ static inline __attribute__((always_inline)) float dot_fmt(const int bits, const
 static inline __attribute__((always_inline)) void gemm_fmt(const int bits, const bool asym, const row_layout *L,
                                                            const void *w, size_t w_stride, int nr, const void *x,
                                                            size_t x_stride, int nc, float *y, size_t ldy) {
+    if (nc < CT) {
+        gemm_gen(bits, asym, L, w, w_stride, nr, x, x_stride, nc, y, ldy);
+        return;
+    }
     const uint8_t *w0 = w, *x0 = x;
     for (int cb = 0; cb < nc; cb += CB) {
         const int cbn = nc - cb < CB ? nc - cb : CB;

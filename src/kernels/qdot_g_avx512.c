@@ -16,7 +16,8 @@
  *
  * The gemm computes tiles of RT weight rows x CT activation rows: each weight pair is unpacked
  * once per tile and each activation pair (with its bias sum) loaded once per tile. The dot is
- * the 1 x 1 tile. */
+ * the 1 x 1 tile. With fewer than CT activation rows the gemm takes the few-rows path below,
+ * which converts each row's group scales once per chunk of sub-blocks. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -28,6 +29,7 @@ enum {
     RT = 4,          /* weight rows per tile */
     CT = 4,          /* activation rows per tile */
     CB = 64,         /* activation rows per chunk (kept in L2 while the weight rows are swept) */
+    KB = 64,         /* sub-blocks per chunk of the few-rows path (a multiple of any group's) */
 };
 
 static inline float load_f16(const uint8_t *p) {
@@ -165,6 +167,113 @@ static inline __attribute__((always_inline)) void tile(const int bits, const boo
         for (int r = 0; r < rn; r++) y[(size_t)c * ldy + (size_t)r] = _mm512_reduce_add_ps(acc[r][c]);
 }
 
+/* ---- one to three activation rows (generating, verifying drafts) ----------------------------
+ * The rows are swept in chunks of KB sub-blocks. Per chunk, each activation row's scales d_x
+ * (and s_x) are converted once per sub-block, and the byte offsets of the group headers of
+ * the chunk's sub-blocks computed once (they are the same in every row). Per tile of weight
+ * rows a first pass reads the headers row by row, giving the products d_w * d_x of every
+ * sub-block (and m_w per sub-block). Reading each row in order also brings it into the cache
+ * ahead of the dot loop (the hardware prefetchers follow these loads; they did not follow the
+ * interleaved reads of the rows of a tile, which left the loop waiting on memory), and the
+ * dot loop then only unpacks, dots and scales. The offset terms m_w * s_x are a 16-wide float
+ * dot per chunk; sums stay in vector accumulators until the end of the chunk. */
+
+/* Scales of one activation row over a chunk of kn sub-blocks; s is 0 from kn to the next
+ * multiple of 16. */
+typedef struct {
+    float d[KB]; /* d_x per sub-block */
+    float s[KB]; /* s_x per sub-block (asymmetric formats) */
+} act_scales;
+
+static inline __attribute__((always_inline)) void act_chunk(const bool asym, const uint8_t *x, int64_t sb0, int kn,
+                                                            act_scales *a) {
+    const size_t xb = asym ? Q8_1_BYTES : Q8_0_BYTES;
+    const uint8_t *p = x + (size_t)sb0 * xb;
+    for (int b = 0; b < kn; b++, p += xb) {
+        a->d[b] = load_f16(p);
+        if (asym) a->s[b] = load_f16(p + 2);
+    }
+    if (asym)
+        for (int b = kn; b < ((kn + 15) & ~15); b++) a->s[b] = 0.0f;
+}
+
+/* Adds the chunk's sums of rn weight rows (w[r]: row starts) against one activation row x into
+ * acc[r] (16 lanes each). */
+static inline __attribute__((always_inline)) void gen_tile(const int bits, const bool asym, const int rn,
+                                                           const row_layout *L, const uint8_t *const *w,
+                                                           const uint8_t *x, int64_t sb0, int kn,
+                                                           const act_scales *a, const size_t *off, __m512 *acc) {
+    const size_t xb = asym ? Q8_1_BYTES : Q8_0_BYTES, xq = asym ? 4 : 2;
+    const int bias = quant_bias(bits, asym);
+    float p[RT][KB + 1], m[RT][KB];
+    UNROLL
+    for (int r = 0; r < rn; r++) {
+        for (int b = 0; b < kn; b++) {
+            const uint8_t *h = w[r] + off[b];
+            /* a group of 128 8-bit weights spans three cache lines: the headers alone would
+             * skip the middle one */
+            if (bits == 8 && L->lg == 2 && (b & 3) == 0) _mm_prefetch((const char *)h + 64, _MM_HINT_T0);
+            p[r][b] = load_f16(h) * a->d[b];
+            if (asym) m[r][b] = load_f16(h + 2);
+        }
+        p[r][kn] = 0.0f;
+    }
+    if (asym) {
+        UNROLL
+        for (int r = 0; r < rn; r++)
+            for (int j = 0; 16 * j < kn; j++) {
+                const __mmask16 k = kn - 16 * j >= 16 ? 0xffff : (__mmask16)((1u << (kn - 16 * j)) - 1u);
+                acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, m[r] + 16 * j), _mm512_loadu_ps(a->s + 16 * j),
+                                         acc[r]);
+            }
+    }
+    for (int b = 0; b < kn; b += 2) {
+        const int b1 = b + 1 < kn ? b + 1 : b;
+        const size_t q0 = quants_at(L, sb0 + b), q1 = quants_at(L, sb0 + b1);
+        const __m512i xv = load_pair(x + (size_t)(sb0 + b) * xb + xq, x + (size_t)(sb0 + b1) * xb + xq);
+        __m512i init = _mm512_setzero_si512();
+        if (bias) init = _mm512_sub_epi32(init, _mm512_dpbusd_epi32(init, _mm512_set1_epi8((char)bias), xv));
+        UNROLL
+        for (int r = 0; r < rn; r++) {
+            const __m512i wq = unpack_pair(bits, w[r] + q0, w[r] + q1);
+            const __m512 s = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(init, wq, xv));
+            acc[r] = _mm512_fmadd_ps(pair_ps(p[r][b], p[r][b + 1]), s, acc[r]);
+        }
+    }
+}
+
+/* y[c * ldy + r] = dot(row r of w, row c of x) for nc < CT activation rows */
+static inline __attribute__((always_inline)) void gemm_gen(const int bits, const bool asym, const row_layout *L,
+                                                           const void *w, size_t w_stride, int nr, const void *x,
+                                                           size_t x_stride, int nc, float *y, size_t ldy) {
+    const uint8_t *w0 = w, *x0 = x;
+    act_scales a[CT - 1];
+    size_t off[KB]; /* head_at of the chunk's sub-blocks, the same in every row */
+    for (int64_t sb0 = 0; sb0 < L->nsb; sb0 += KB) {
+        const int kn = L->nsb - sb0 < KB ? (int)(L->nsb - sb0) : KB;
+        for (int c = 0; c < nc; c++) act_chunk(asym, x0 + (size_t)c * x_stride, sb0, kn, &a[c]);
+        for (int b = 0; b < kn; b++) off[b] = head_at(L, sb0 + b);
+        for (int r0 = 0; r0 < nr; r0 += RT) {
+            const int rn = nr - r0 < RT ? nr - r0 : RT;
+            const uint8_t *wr[RT];
+            for (int r = 0; r < rn; r++) wr[r] = w0 + (size_t)(r0 + r) * w_stride;
+            for (int c = 0; c < nc; c++) {
+                const uint8_t *xr = x0 + (size_t)c * x_stride;
+                __m512 acc[RT];
+                for (int r = 0; r < RT; r++) acc[r] = _mm512_setzero_ps();
+                if (rn == RT) gen_tile(bits, asym, RT, L, wr, xr, sb0, kn, &a[c], off, acc);
+                else
+                    for (int r = 0; r < rn; r++) gen_tile(bits, asym, 1, L, wr + r, xr, sb0, kn, &a[c], off, acc + r);
+                float *yp = y + (size_t)c * ldy + (size_t)r0;
+                for (int r = 0; r < rn; r++) {
+                    const float v = _mm512_reduce_add_ps(acc[r]);
+                    yp[r] = sb0 == 0 ? v : yp[r] + v;
+                }
+            }
+        }
+    }
+}
+
 static inline __attribute__((always_inline)) float dot_fmt(const int bits, const bool asym, const row_layout *L,
                                                            const void *w, const void *x) {
     const uint8_t *wr = w, *xr = x;
@@ -176,6 +285,10 @@ static inline __attribute__((always_inline)) float dot_fmt(const int bits, const
 static inline __attribute__((always_inline)) void gemm_fmt(const int bits, const bool asym, const row_layout *L,
                                                            const void *w, size_t w_stride, int nr, const void *x,
                                                            size_t x_stride, int nc, float *y, size_t ldy) {
+    if (nc < CT) {
+        gemm_gen(bits, asym, L, w, w_stride, nr, x, x_stride, nc, y, ldy);
+        return;
+    }
     const uint8_t *w0 = w, *x0 = x;
     for (int cb = 0; cb < nc; cb += CB) {
         const int cbn = nc - cb < CB ? nc - cb : CB;
