@@ -81,6 +81,7 @@ bool cli_spec_load(const char *cmd, const cli_spec_opts *o, const cli_engine *ta
         return false;
     }
     slm_ctx_params cp = target->ctx->p;
+    cp.shared_pool = target->ctx->pool; /* one set of workers: draft and target never run at once */
     float min_p = (float)(o->min_p >= 0 ? o->min_p : CLI_DRAFT_MIN_P);
     if ((s = slm_drafter_model_create(out->model, &cp, sp, min_p, &out->d))) {
         cli_fail(cmd, "--draft %s: %s", o->draft, slm_last_error());

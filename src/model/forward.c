@@ -50,7 +50,9 @@ slm_status slm_ctx_create(const slm_model *m, const slm_ctx_params *params, slm_
         free(c);
         return s;
     }
-    if ((s = slm_pool_create(p.n_threads, &c->pool))) {
+    c->owns_pool = !p.shared_pool;
+    if (p.shared_pool) c->pool = p.shared_pool;
+    else if ((s = slm_pool_create(p.n_threads, &c->pool))) {
         slm_ctx_free(c);
         return s;
     }
@@ -105,7 +107,7 @@ void slm_ctx_free(slm_ctx *c) {
     if (c->kv) slm_seq_release(c->kv, &c->seq);
     slm_kv_free(c->kv);
     slm_mm_free(&c->mm);
-    slm_pool_free(c->pool);
+    if (c->owns_pool) slm_pool_free(c->pool);
     float *bufs[] = {c->x,  c->xb,  c->xb2,      c->q,        c->k,     c->v,
                      c->att, c->hb, c->hb2, c->rope_cos, c->rope_sin,
                      c->fa_scratch, c->fa_parts};

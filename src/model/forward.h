@@ -38,6 +38,8 @@ typedef struct {
     slm_kv_type kv_type; /* SLM_KV_F16 (default) or SLM_KV_F32 */
     bool isa_set;   /* false: kernel set slm_isa_default() (honours $SLIMLM_ISA) */
     slm_isa isa;    /* the kernel set when isa_set */
+    slm_pool *shared_pool; /* non-NULL: run on this pool (n_threads ignored; not freed with the
+                            * context), e.g. a draft model's context on its target's pool */
 } slm_ctx_params;
 
 typedef struct slm_ctx {
@@ -59,6 +61,7 @@ typedef struct slm_ctx {
     float *fa_scratch; /* [n_threads][slm_fa_scratch_floats()] tiled attention tiles */
     float *fa_parts;   /* [n_threads][slm_fa_part_floats()] split-key decode partial results */
     slm_pool *pool;
+    bool owns_pool;
     slm_isa isa;   /* kernel set in use */
     slm_mm mm;     /* matmul scratch and kernels */
     bool simd_attn;
