@@ -19,27 +19,27 @@ typedef struct {
     int64_t out;        /* total rows */
 } group_def;
 
+/* The calibration tap that holds each group's shared input. */
+static const int group_point[SLM_AWQ_N_GROUPS] = {SLM_TAP_ATTN_IN, SLM_TAP_FFN_IN, SLM_TAP_ATTN_OUT, SLM_TAP_FFN_MID};
+
 static void group_of(const slm_model *m, int l, int g, group_def *d) {
     const slm_layer *L = &m->layers[l];
     memset(d, 0, sizeof *d);
     switch (g) {
     case SLM_AWQ_QKV:
         d->mats[0] = &L->wq, d->mats[1] = &L->wk, d->mats[2] = &L->wv, d->n_mats = 3;
-        d->point = SLM_TAP_ATTN_IN;
         break;
     case SLM_AWQ_GATE_UP:
         d->mats[0] = &L->w_gate, d->mats[1] = &L->w_up, d->n_mats = 2;
-        d->point = SLM_TAP_FFN_IN;
         break;
     case SLM_AWQ_O:
         d->mats[0] = &L->wo, d->n_mats = 1;
-        d->point = SLM_TAP_ATTN_OUT;
         break;
     default:
         d->mats[0] = &L->w_down, d->n_mats = 1;
-        d->point = SLM_TAP_FFN_MID;
         break;
     }
+    d->point = group_point[g];
     d->in = (int)d->mats[0]->cols;
     for (int i = 0; i < d->n_mats; i++) d->out += d->mats[i]->rows;
 }
@@ -187,10 +187,9 @@ slm_status slm_awq_search(const slm_model *m, const slm_calib *cal, slm_pool *po
     if (!r->g) return slm_error(SLM_ERR_NOMEM, "awq: out of memory");
     int max_rows = 0, max_in = cfg->ffn_dim > cfg->dim ? cfg->ffn_dim : cfg->dim;
     if (r->q_dim > max_in) max_in = r->q_dim;
-    for (int g = 0; g < 4; g++) {
+    for (int g = 0; g < SLM_AWQ_N_GROUPS; g++) {
         int nr;
-        static const int pts[4] = {SLM_TAP_ATTN_IN, SLM_TAP_FFN_IN, SLM_TAP_ATTN_OUT, SLM_TAP_FFN_MID};
-        if (slm_calib_rows(cal, 0, pts[g], &nr) && nr > max_rows) max_rows = nr;
+        if (slm_calib_rows(cal, 0, group_point[g], &nr) && nr > max_rows) max_rows = nr;
     }
     if (p->max_rows > 0 && max_rows > p->max_rows) max_rows = p->max_rows;
     slm_mm mm;
@@ -314,18 +313,18 @@ void slm_awq_fold_row(const slm_awq_result *r, const char *name, int64_t row, fl
 
 const float *slm_awq_importance(const slm_awq_result *r, const slm_calib *cal, const char *name, float *buf,
                                 int64_t n) {
-    int l;
-    int g, point;
+    int l, g;
     switch (kind_of(r, name, &l)) {
     case T_Q:
     case T_K:
-    case T_V: g = SLM_AWQ_QKV, point = SLM_TAP_ATTN_IN; break;
+    case T_V: g = SLM_AWQ_QKV; break;
     case T_GATE:
-    case T_UP: g = SLM_AWQ_GATE_UP, point = SLM_TAP_FFN_IN; break;
-    case T_O: g = SLM_AWQ_O, point = SLM_TAP_ATTN_OUT; break;
-    case T_DOWN: g = SLM_AWQ_DOWN, point = SLM_TAP_FFN_MID; break;
+    case T_UP: g = SLM_AWQ_GATE_UP; break;
+    case T_O: g = SLM_AWQ_O; break;
+    case T_DOWN: g = SLM_AWQ_DOWN; break;
     default: return NULL;
     }
+    const int point = group_point[g];
     const float *ms = slm_calib_mean_sq(cal, l, point), *s = scale_of(r, l, g);
     if (!ms || slm_calib_dim(cal, point) != n) return NULL;
     for (int64_t j = 0; j < n; j++) {

@@ -55,7 +55,7 @@ static bool affected(const slm_rq_opts *o, const char *name) {
     return o && o->hooks && o->hooks->affects && o->hooks->affects(o->hooks->user, name);
 }
 
-/* A type a tensor of row length cols can be converted to; -1 if none. */
+/* Whether a tensor of type in with rows of cols elements can be rewritten as out; if not, *note says why. */
 static bool convertible(uint32_t in, uint32_t out, int64_t cols, const char **note) {
     const slm_dtype_traits *ti = slm_dtype_get(in), *to = slm_dtype_get(out);
     if (!ti || !ti->to_float) {
@@ -131,7 +131,7 @@ typedef struct {
     slm_rq_tensor *p;
     const slm_rq_opts *o;
     size_t in_row, out_row;
-    float *scratch;      /* [nth][3 * cols] */
+    float *scratch;      /* [nth][2 * cols]: a row in f32, and its round trip */
     double *err2, *ref2; /* [nth] */
     const float *imp;    /* per-column importance, or NULL */
 } job;

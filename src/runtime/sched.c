@@ -481,16 +481,18 @@ static float logprobs(slm_sched *s, const float *raw, int32_t tok, int n_top) {
     double sum = 0;
     for (int i = 0; i < s->vocab; i++) sum += exp((double)raw[i] - mx);
     const float lz = mx + (float)log(sum);
-    for (int k = 0; k < n_top; k++) {
-        int best = -1;
-        for (int i = 0; i < s->vocab; i++) {
-            bool taken = false;
-            for (int j = 0; j < k; j++) taken |= s->top_ids[j] == i;
-            if (!taken && (best < 0 || raw[i] > raw[best])) best = i;
+    /* one pass keeping the n_top largest in descending order (the first index on ties) */
+    int n = 0;
+    for (int i = 0; i < s->vocab && n_top > 0; i++) {
+        if (n == n_top && raw[i] <= raw[s->top_ids[n - 1]]) continue;
+        int j = n < n_top ? n++ : n - 1;
+        while (j > 0 && raw[s->top_ids[j - 1]] < raw[i]) {
+            s->top_ids[j] = s->top_ids[j - 1];
+            j--;
         }
-        s->top_ids[k] = best;
-        s->top_lp[k] = raw[best] - lz;
+        s->top_ids[j] = i;
     }
+    for (int k = 0; k < n_top; k++) s->top_lp[k] = raw[s->top_ids[k]] - lz;
     return raw[tok] - lz;
 }
 
@@ -578,10 +580,11 @@ static bool step(slm_sched *s) {
                 for (int i = 0; i < r->p.n; i++) {
                     sample *sm = &r->s[i];
                     if (!sm->active || sm->done || budget == 0 || n_runs == s->p.max_seqs) continue;
-                    const int todo = sm->n_tokens - sm->seq.n_tokens;
-                    if (todo <= 0 || (pass == 0) != (todo == 1)) continue;
-                    const int n = todo < budget ? todo : budget;
-                    s->runs[n_runs] = (slm_run){&sm->seq, sm->tokens + sm->seq.n_tokens, n, n == todo ? 1 : 0};
+                    const int uncomputed = sm->n_tokens - sm->seq.n_tokens;
+                    if (uncomputed <= 0 || (pass == 0) != (uncomputed == 1)) continue;
+                    const int n = uncomputed < budget ? uncomputed : budget;
+                    /* logits only when the run reaches the sample's last known token */
+                    s->runs[n_runs] = (slm_run){&sm->seq, sm->tokens + sm->seq.n_tokens, n, n == uncomputed ? 1 : 0};
                     s->run_sample[n_runs++] = sm;
                     budget -= n;
                 }
