@@ -78,13 +78,19 @@ typedef struct {
     float *rows[64][SLM_TAP_COUNT]; /* [cap][dim] per (layer, point) */
     int n[64][SLM_TAP_COUNT];
     int cap;
-    long calls, bad;
+    long calls, bad, resid_calls;
     slm_calib *feed; /* also passed on to slm_calib_observe when set */
 } recorder;
 
 static void record_tap(void *user, int layer, int point, const float *x, int n_tokens, int dim) {
     recorder *r = user;
     r->calls++;
+    if (point == SLM_TAP_RESID) { /* the residual stream: layers 0..n_layers, model width */
+        if (layer < 0 || layer > r->n_layers || dim != r->dims[SLM_TAP_ATTN_IN]) r->bad++;
+        else r->resid_calls++;
+        if (r->feed) slm_calib_observe(r->feed, layer, point, x, n_tokens, dim); /* ignored by calib */
+        return;
+    }
     if (layer < 0 || layer >= r->n_layers || point < 0 || point >= SLM_TAP_COUNT || dim != r->dims[point] ||
         r->n[layer][point] + n_tokens > r->cap) {
         r->bad++;
@@ -355,8 +361,9 @@ int main(void) {
     slm_ctx_truncate(ctx, 0);
     CHECK(!memcmp(l0, l1, (size_t)SEQ * V * sizeof *l0), "logits bit-identical with a no-op tap");
     const long batches = (SEQ + BATCH - 1) / BATCH;
-    CHECK(calls == (long)L * SLM_TAP_COUNT * batches, "tap called %ld times, want %ld", calls,
-          (long)L * SLM_TAP_COUNT * batches);
+    /* four linear inputs per layer plus the residual stream entering each layer and leaving the last */
+    CHECK(calls == ((long)L * SLM_TAP_COUNT + L + 1) * batches, "tap called %ld times, want %ld", calls,
+          ((long)L * SLM_TAP_COUNT + L + 1) * batches);
     free(l0);
     free(l1);
 
@@ -409,6 +416,8 @@ int main(void) {
     slm_ctx_set_tap(ctx, NULL, NULL);
     slm_ctx_truncate(ctx, 0);
     CHECK(r->bad == 0, "tap arguments in range");
+    CHECK(r->resid_calls == (long)N_SAMPLES * ((SEQ + BATCH - 1) / BATCH) * (L + 1), "residual taps %ld",
+          r->resid_calls);
     CHECK(slm_calib_n_tokens(a) == (uint64_t)N_SAMPLES * SEQ, "tokens seen %llu",
           (unsigned long long)slm_calib_n_tokens(a));
     CHECK(same_stats(a, hand, true), "slm_calib_run equals feeding the same windows by hand");

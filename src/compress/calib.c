@@ -150,6 +150,7 @@ static void update_means(calib_point *P, int dim) {
 
 void slm_calib_observe(void *user, int layer, int point, const float *x, int n_tokens, int dim) {
     slm_calib *c = user;
+    if (point == SLM_TAP_RESID) return; /* not a linear input */
     if (layer < 0 || layer >= c->n_layers || point < 0 || point >= SLM_TAP_COUNT || dim != c->dims[point] ||
         n_tokens < 0) {
         c->bad = true;

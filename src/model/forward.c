@@ -199,6 +199,7 @@ static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, const struct
 
     for (int l = 0; l < cfg->n_layers; l++) {
         const slm_layer *L = &m->layers[l];
+        if (c->tap) c->tap(c->tap_user, l, SLM_TAP_RESID, c->x, n, dim);
         /* attention */
         for (int t = 0; t < n; t++)
             slm_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, L->attn_norm, dim, cfg->norm_eps);
@@ -236,6 +237,7 @@ static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, const struct
         slm_matmul(&c->mm, &L->w_down, c->hb, n, c->xb2);
         for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->xb2[i];
     }
+    if (c->tap) c->tap(c->tap_user, cfg->n_layers, SLM_TAP_RESID, c->x, n, dim);
 
     if (n_out > 0) {
         for (int i = 0; i < n_out; i++)

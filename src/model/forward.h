@@ -23,7 +23,11 @@ typedef enum {
     SLM_TAP_ATTN_OUT, /* attention output, input of wo: [n][n_heads*head_dim] */
     SLM_TAP_FFN_IN,   /* FFN RMSNorm output, input of w_gate/w_up: [n][dim] */
     SLM_TAP_FFN_MID,  /* SwiGLU output, input of w_down: [n][ffn_dim] */
-    SLM_TAP_COUNT
+    SLM_TAP_COUNT,
+    /* Not a linear input: the residual stream entering layer `layer` ([n][dim]); after the
+     * last layer it is reported once more with layer = n_layers. Observers of the linear
+     * inputs ignore it. */
+    SLM_TAP_RESID = SLM_TAP_COUNT
 } slm_tap_point;
 
 /* Observer of activations: x is [n_tokens][dim] row-major, valid only during the call.
@@ -101,7 +105,7 @@ typedef struct {
 slm_status slm_ctx_eval_runs(slm_ctx *c, const slm_run *runs, int n_runs, float *logits);
 
 /* Observe the linear-layer inputs of every later forward pass: fn is called on the calling
- * thread at the four slm_tap_point places of every layer for every batch (a long input is
+ * thread at the four linear-input places of every layer (and SLM_TAP_RESID) for every batch (a long input is
  * split into batches of max_batch tokens). fn NULL removes the tap. */
 void slm_ctx_set_tap(slm_ctx *c, slm_tap_fn fn, void *user);
 
