@@ -35,7 +35,11 @@ typedef enum {
     SLM_DT_BF16 = 30,
     /* slimlm's group-wise formats (core/gq.h): 24 ids from here, outside ggml's range */
     SLM_DT_GQ_FIRST = 192,
-    SLM_DT_COUNT = 216 /* table size; ids >= this are unknown */
+    /* sparse formats (core/sparse.h): up to 128 ids from here */
+    SLM_DT_SP_FIRST = 216,
+    /* codebook (clustered) formats (core/codebook.h): up to 32 ids from here */
+    SLM_DT_CB_FIRST = 344,
+    SLM_DT_COUNT = 376 /* table size; ids >= this are unknown */
 } slm_dtype;
 
 /* Dequantize n elements (n a multiple of block_size) from src into dst. */
@@ -56,6 +60,10 @@ typedef struct {
     /* Bytes of a row of n elements when a row is not a whole number of equal blocks (the
      * group formats, whose last group may be shorter); NULL: n / block_size * block_bytes. */
     bool (*row_bytes)(uint32_t t, int64_t n, size_t *out);
+    /* Formats whose rows carry counts or indices that kernels trust (sparse rows): false if
+     * any of the `rows` rows of n elements at data is malformed. Loaders call it once on
+     * untrusted data before any kernel reads it. NULL: every byte pattern is valid. */
+    bool (*check_rows)(uint32_t t, const void *data, int64_t n, int64_t rows);
 } slm_dtype_traits;
 
 /* Traits of type id t, or NULL if the id is unknown. */

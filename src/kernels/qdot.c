@@ -14,7 +14,9 @@
 #include <cpuid.h>
 #endif
 
+#include "core/codebook.h"
 #include "core/gq.h"
+#include "core/sparse.h"
 #include "qdot_impl.h"
 
 int slm_act_type(uint32_t wt) {
@@ -39,6 +41,8 @@ int slm_act_type(uint32_t wt) {
     default: {
         slm_gq_format f;
         if (slm_gq_format_of(wt, &f)) return f.asym ? SLM_DT_Q8_1 : SLM_DT_Q8_0;
+        if (wt >= SLM_DT_CB_FIRST) return slm_cb_act_type(wt);
+        if (wt >= SLM_DT_SP_FIRST) return slm_sp_act_type(wt);
         return -1;
     }
     }
@@ -115,6 +119,8 @@ static void fill_scalar(slm_kernels *k) {
     slm_qdot_fill_scalar(k);
     slm_qdot_k_fill_scalar(k);
     slm_qdot_g_fill(k, SLM_ISA_SCALAR);
+    slm_qdot_sp_fill(k, SLM_ISA_SCALAR);
+    slm_qdot_cb_fill(k, SLM_ISA_SCALAR);
 }
 
 #if defined(__x86_64__)
@@ -123,6 +129,8 @@ static void fill_avx2(slm_kernels *k) {
     slm_qdot_fill_avx2(k);
     slm_qdot_k_fill_avx2(k);
     slm_qdot_g_fill(k, SLM_ISA_AVX2);
+    slm_qdot_sp_fill(k, SLM_ISA_AVX2);
+    slm_qdot_cb_fill(k, SLM_ISA_AVX2);
 }
 
 static void fill_avx512(slm_kernels *k) {
@@ -130,6 +138,8 @@ static void fill_avx512(slm_kernels *k) {
     slm_qdot_fill_avx512(k);
     slm_qdot_k_fill_avx512(k);
     slm_qdot_g_fill(k, SLM_ISA_AVX512);
+    slm_qdot_sp_fill(k, SLM_ISA_AVX512);
+    slm_qdot_cb_fill(k, SLM_ISA_AVX512);
 }
 #endif
 

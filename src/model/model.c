@@ -32,6 +32,8 @@ static slm_status bind_mat(const slm_gguf *g, const char *name, int64_t rows, in
     m->cols = cols;
     if (!slm_row_bytes(t->type, cols, &m->row_bytes))
         return slm_error(SLM_ERR_FORMAT, "model: tensor '%s': bad row size", name);
+    if (tr->check_rows && !tr->check_rows(t->type, t->data, cols, rows))
+        return slm_error(SLM_ERR_FORMAT, "model: tensor '%s' (%s) has malformed rows", name, tr->name);
     return SLM_OK;
 }
 
