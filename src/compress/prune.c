@@ -267,9 +267,14 @@ slm_status slm_prune_plan_create(const slm_gguf *g, const slm_calib *cal, const 
     float *w = NULL, *scale = NULL;
     for (uint64_t i = 0; i < g->n_tensors && !st; i++) {
         const slm_gguf_tensor *src = &g->tensors[i];
+        char name[sizeof p->t[0].name];
+        int layer, point;
+        slm_gguf_str_copy(src->name, name, sizeof name);
+        if (src->n_dims != 2 || (point = matrix_point(name, &layer)) < 0 || p->n >= count) continue;
         slm_prune_tensor *t = &p->t[p->n];
-        slm_gguf_str_copy(src->name, t->name, sizeof t->name);
-        if (src->n_dims != 2 || (t->point = matrix_point(t->name, &t->layer)) < 0) continue;
+        memcpy(t->name, name, sizeof name);
+        t->layer = layer;
+        t->point = point;
         t->cols = src->ne[0];
         t->rows = src->ne[1];
         t->sparsity = o->nm_m ? 1.0 - (double)o->nm_n / o->nm_m : rule_sparsity(t->name, o, rules, n_rules);
@@ -371,21 +376,25 @@ slm_rq_hooks slm_prune_hooks(const slm_prune_plan *p) {
 
 void slm_prune_report(FILE *f, const slm_prune_plan *p, const slm_prune_opts *o) {
     const bool have_s = p->n > 0 && p->t[0].s2 > 0;
+    int n_layers = 0;
+    for (int i = 0; i < p->n; i++)
+        if (p->t[i].layer + 1 > n_layers) n_layers = p->t[i].layer + 1;
     fprintf(f, "%-6s %10s %10s %9s %12s%s\n", "layer", "weights", "kept", "sparsity", "w^2 removed",
             have_s ? "  (w x)^2 removed" : "");
     int64_t all = 0, kept = 0;
     double w2 = 0, w2r = 0, s2 = 0, s2r = 0;
-    for (int i = 0; i < p->n;) {
-        const int layer = p->t[i].layer;
+    for (int layer = 0; layer < n_layers; layer++) {
         int64_t la = 0, lk = 0;
         double lw = 0, lwr = 0, ls = 0, lsr = 0;
-        for (; i < p->n && p->t[i].layer == layer; i++) {
+        for (int i = 0; i < p->n; i++) {
+            if (p->t[i].layer != layer) continue;
             la += p->t[i].rows * p->t[i].cols;
             lk += p->t[i].kept;
             lw += p->t[i].w2, lwr += p->t[i].w2_removed, ls += p->t[i].s2, lsr += p->t[i].s2_removed;
         }
+        if (!la) continue;
         fprintf(f, "%-6d %10lld %10lld %8.2f%% %11.3f%%", layer, (long long)la, (long long)lk,
-                la ? 100.0 * (double)(la - lk) / (double)la : 0.0, lw > 0 ? 100 * lwr / lw : 0.0);
+                100.0 * (double)(la - lk) / (double)la, lw > 0 ? 100 * lwr / lw : 0.0);
         if (have_s) fprintf(f, "  %15.3f%%", ls > 0 ? 100 * lsr / ls : 0.0);
         fputc('\n', f);
         all += la, kept += lk, w2 += lw, w2r += lwr, s2 += ls, s2r += lsr;
