@@ -7,12 +7,12 @@ OPT     ?= -O2
 CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -pthread -fno-strict-aliasing $(SAN)
 LDFLAGS += $(SAN)
 CPPFLAGS += -D_GNU_SOURCE -Iinclude -Isrc
-LDLIBS  += -lm -pthread -lmicrohttpd -lcjson
+LDLIBS  += -lm -pthread -lmicrohttpd -lcjson -lzstd
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/kernels/*.c src/model/*.c src/runtime/*.c src/eval/*.c src/compress/*.c src/server/*.c))
 # x86 SIMD kernels only on x86-64; elsewhere the portable kernels alone are built.
 ifneq ($(shell uname -m),x86_64)
-LIB_SRC := $(filter-out %_avx2.c %_avx512.c,$(LIB_SRC))
+LIB_SRC := $(filter-out %_avx2.c %_avx512.c %_vbmi2.c,$(LIB_SRC))
 endif
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
@@ -35,6 +35,12 @@ $(BUILD)/%_avx2.o: %_avx2.c
 $(BUILD)/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(ISA_AVX512) -MMD -MP -c $< -o $@
+
+# AVX-512 VBMI/VBMI2 (byte permutes, expand/compress) on top of the AVX-512 set; installed only
+# after their own cpuid check.
+$(BUILD)/%_vbmi2.o: %_vbmi2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(ISA_AVX512) -mavx512vbmi -mavx512vbmi2 -MMD -MP -c $< -o $@
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -87,6 +93,13 @@ $(BUILD)/attn_bench: bench/attn_bench.c $(BUILD)/libslimlm.a
 .PHONY: bench-gq
 bench-gq: $(BUILD)/gq_bench
 $(BUILD)/gq_bench: bench/gq_bench.c $(BUILD)/libslimlm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libslimlm.a $(LDLIBS)
+
+# Sparse formats (2:4, unstructured) against dense q8_0/q4_0 across densities: a table, JSON.
+.PHONY: bench-sp
+bench-sp: $(BUILD)/sp_bench
+$(BUILD)/sp_bench: bench/sp_bench.c $(BUILD)/libslimlm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libslimlm.a $(LDLIBS)
 

@@ -10,7 +10,7 @@ need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
-for pkg in libmicrohttpd-dev libcjson-dev; do  # the HTTP server (slimlm serve)
+for pkg in libmicrohttpd-dev libcjson-dev libzstd-dev; do  # the HTTP server (slimlm serve), packed models
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)

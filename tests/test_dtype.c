@@ -18,7 +18,9 @@
 #include <string.h>
 
 #include "core/dtype.h"
+#include "core/codebook.h"
 #include "core/gq.h"
+#include "core/sparse.h"
 #include "test.h"
 
 #define VECTORS_PATH "tests/data/dtype_vectors.bin"
@@ -326,13 +328,14 @@ static void check_vectors(void) {
     CHECK(off == len, "%s: %zu trailing bytes", VECTORS_PATH, len - off);
     for (int k = K_DEQUANT; k <= K_SIZES; k++) CHECK(seen[k] > 0, "no section of kind %d", k);
     /* every type with a to_float was compared with the oracle, and every from_float but the
-     * plain float types (covered by the conversion sections); slimlm's own group formats
-     * have no outside implementation and are checked against their description in test_gq.c;
+     * plain float types (covered by the conversion sections); slimlm's own group, sparse and
+     * codebook formats have no outside implementation and are checked against their
+     * description in test_gq.c, test_sparse.c and test_codebook.c;
      * the K-quant quantizers search scales (no outside byte-exact reference; test_quant_k.c
      * checks their error bounds, and the round trip through the oracle-checked to_float) */
     for (uint32_t t = 0; t < SLM_DT_COUNT; t++) {
         const slm_dtype_traits *tr = slm_dtype_get(t);
-        if (!tr || slm_gq_format_of(t, NULL)) continue;
+        if (!tr || slm_gq_format_of(t, NULL) || slm_sp_format_of(t, NULL) || slm_cb_format_of(t, NULL)) continue;
         if (tr->to_float) CHECK(dequant_types[t] > 0, "%s: no dequant vectors", tr->name);
         if (tr->from_float && tr->block_size > 1 && tr->block_size != 256)
             CHECK(quant_types[t] > 0, "%s: no quant vectors", tr->name);
@@ -604,7 +607,8 @@ static void check_names(void) {
         CHECK(slm_dtype_from_name(upper) == (int)want[i].id, "from_name(%s)", upper);
     }
     for (uint32_t t = 0; t < SLM_DT_COUNT; t++) {
-        if (known[t] || slm_gq_format_of(t, NULL)) continue; /* group formats: test_gq.c */
+        /* slimlm's own formats: test_gq.c, test_sparse.c, test_codebook.c */
+        if (known[t] || slm_gq_format_of(t, NULL) || slm_sp_format_of(t, NULL) || slm_cb_format_of(t, NULL)) continue;
         CHECK(slm_dtype_get(t) == NULL && strcmp(slm_dtype_name(t), "unknown") == 0,
               "id %u should be unknown", t);
     }

@@ -17,9 +17,13 @@ static const struct {
     {"logits", cmd_logits, "write the logits of every position of a token sequence (raw f32)"},
     {"quantize", cmd_quantize, "re-quantize the weight matrices (llama.cpp types, group formats q4g128 ...)"},
     {"awq", cmd_awq, "activation-aware quantization: calibrate, search scales, fold, quantize"},
+    {"cluster", cmd_cluster, "weight clustering: per-row k-means codebooks (cb4, cb8, cb16), LUT kernels"},
+    {"prune", cmd_prune, "remove weights: unstructured or 2:4 (magnitude, Wanda) into sparse formats; structured"},
     {"bench", cmd_bench, "prompt and generation speed (pp/tg tokens/s), memory bandwidth"},
     {"eval", cmd_eval, "size, perplexity and KL against a base for several models side by side"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching"},
+    {"pack", cmd_pack, "lossless entropy-coded model file (loads directly; zstd or own coder)"},
+    {"unpack", cmd_unpack, "restore the original GGUF file of a packed model, byte for byte"},
 };
 
 static void usage(FILE *f) {

@@ -627,9 +627,20 @@ slm_status slm_gguf_open(const char *path, slm_gguf **out) {
     return SLM_OK;
 }
 
+slm_status slm_gguf_open_memory(void *buf, size_t size, void (*release)(void *buf, size_t size), slm_gguf **out) {
+    slm_status s = slm_gguf_parse(buf, size, out);
+    if (s) {
+        if (release) release(buf, size);
+        return s;
+    }
+    (*out)->release = release;
+    return SLM_OK;
+}
+
 void slm_gguf_free(slm_gguf *g) {
     if (!g) return;
     if (g->map) munmap(g->map, g->size);
+    if (g->release) g->release((void *)g->buf, g->size);
     free(g); /* kv, pool and tensors live in the same allocation */
 }
 

@@ -84,12 +84,16 @@ typedef struct slm_gguf {
     const uint8_t *buf; /* whole file */
     size_t size;
     void *map;          /* non-NULL when opened from a path (munmap on free) */
+    void (*release)(void *buf, size_t size); /* owner of buf when opened from memory */
 } slm_gguf;
 
 /* mmap a file and parse it. On error *out is NULL. */
 slm_status slm_gguf_open(const char *path, slm_gguf **out);
 /* Parse a buffer the caller keeps alive for the lifetime of the result. */
 slm_status slm_gguf_parse(const void *buf, size_t size, slm_gguf **out);
+/* Parse a buffer and take ownership of it: slm_gguf_free (or a failed parse) calls
+ * release(buf, size). */
+slm_status slm_gguf_open_memory(void *buf, size_t size, void (*release)(void *buf, size_t size), slm_gguf **out);
 void slm_gguf_free(slm_gguf *g); /* NULL is a no-op */
 
 const slm_gguf_value *slm_gguf_find(const slm_gguf *g, const char *key);

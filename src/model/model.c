@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../compress/pack.h"
 #include "../core/dtype.h"
 
 static const slm_gguf_tensor *find(const slm_gguf *g, const char *name) { return slm_gguf_find_tensor(g, name); }
@@ -142,8 +143,16 @@ fail:
 slm_status slm_model_load(const char *path, slm_model **out) {
     slm_gguf *g;
     *out = NULL;
-    slm_status s = slm_gguf_open(path, &g);
-    if (s) return s;
+    slm_status s;
+    if (slm_pack_is_packed_file(path)) {
+        /* a packed model: unpacked into memory and verified, then bound like a mapped file */
+        void *buf;
+        size_t size;
+        if ((s = slm_pack_unpack_memory(path, &buf, &size))) return slm_error_prefix(s, "%s", path);
+        if ((s = slm_gguf_open_memory(buf, size, slm_pack_release, &g))) return slm_error_prefix(s, "%s", path);
+    } else if ((s = slm_gguf_open(path, &g))) {
+        return s;
+    }
     s = slm_model_from_gguf(g, out);
     if (s) return slm_error_prefix(s, "%s", path);
     return SLM_OK;

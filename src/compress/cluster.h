@@ -1,0 +1,41 @@
+/* cluster.h - rewrite a model's weight matrices in a codebook format (core/codebook.h): every
+ * row gets its own k-level codebook from 1-D k-means of its weights, optionally weighted per
+ * input channel by an importance (the calibration mean x^2 of that channel, so weights that
+ * meet large inputs are matched more closely, as in SqueezeLLM's weighted k-means).
+ *
+ * Per row two solutions are computed and the one with the smaller weighted squared error (after
+ * the int8 rounding of the codebook) is stored: the codebook quantizer's (centroids started at
+ * weighted quantiles) and slm_kmeans' (k-means++ start drawn with a seed derived from the
+ * tensor and row, so results do not depend on the thread count). */
+#ifndef SLM_CLUSTER_H
+#define SLM_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/status.h"
+#include "../core/threadpool.h"
+#include "calib.h"
+#include "requant.h"
+
+typedef struct {
+    const slm_calib *calib; /* importance source; NULL: unweighted */
+    uint64_t seed;          /* k-means++ draws (1) */
+    int progress;           /* 0 none, 1 a bar on a terminal, 2 a line per tensor */
+    const char *label;      /* progress prefix ("cluster") */
+} slm_cluster_opts;
+
+/* Per-column importance of the matrix `name` (blk.N.attn_{q,k,v,output}, blk.N.ffn_{gate,up,down}
+ * weights) from cal: mean x^2 of the input channel plus 1e-3 of its mean over the channels (no
+ * channel is ignored). Fills buf[n] and returns it, or NULL when cal has no statistics for it. */
+const float *slm_cluster_importance(const slm_calib *cal, const char *name, float *buf, int64_t n);
+
+/* Quantize one row x[n] (finite values) to codebook type t (imp NULL: unweighted). */
+void slm_cluster_row(uint32_t t, const float *x, const float *imp, int64_t n, uint64_t seed, void *dst);
+
+/* Convert every tensor of ts[nt] planned for conversion (slm_rq_plan with codebook targets) by
+ * slm_cluster_row, threads splitting the rows; fills dst, err2 and ref2 (unweighted errors).
+ * Tensors planned to another type go through their from_float. */
+slm_status slm_cluster_convert(slm_pool *pool, slm_rq_tensor *ts, size_t nt, const slm_cluster_opts *o);
+
+#endif
