@@ -208,7 +208,7 @@ int cmd_cluster(int argc, char **argv) {
     if ((s = slm_rq_plan(g, want, &ro, &ts))) { cli_fail_status(cmd, s); goto done; }
     const slm_cluster_opts co = {.calib = cal, .seed = (uint64_t)seed, .progress = quiet ? 0 : isatty(2) ? 1 : 2,
                                  .label = cmd};
-    if ((s = slm_cluster_convert(weighted ? e.ctx->pool : pool, ts, nt, &co))) { cli_fail_status(cmd, s); goto done; }
+    if ((s = slm_cluster_convert(weighted ? e.ctx->pool : pool, g, ts, &co))) { cli_fail_status(cmd, s); goto done; }
 
     char sha[65];
     slm_sha256_hex(g->buf, g->size, sha);

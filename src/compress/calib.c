@@ -550,3 +550,23 @@ done:
     *out = c;
     return SLM_OK;
 }
+
+int slm_calib_point_of(const char *name, int *layer) {
+    static const struct {
+        const char *suffix;
+        int point;
+    } k[] = {{".attn_q.weight", SLM_TAP_ATTN_IN},  {".attn_k.weight", SLM_TAP_ATTN_IN},
+             {".attn_v.weight", SLM_TAP_ATTN_IN},  {".attn_output.weight", SLM_TAP_ATTN_OUT},
+             {".ffn_gate.weight", SLM_TAP_FFN_IN}, {".ffn_up.weight", SLM_TAP_FFN_IN},
+             {".ffn_down.weight", SLM_TAP_FFN_MID}};
+    if (strncmp(name, "blk.", 4) || name[4] < '0' || name[4] > '9') return -1;
+    char *end;
+    const long l = strtol(name + 4, &end, 10);
+    if (*end != '.' || l > 100000) return -1;
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+        if (!strcmp(end, k[i].suffix)) {
+            *layer = (int)l;
+            return k[i].point;
+        }
+    return -1;
+}

@@ -77,6 +77,10 @@ const float *slm_calib_rows(const slm_calib *c, int layer, int point, int *n_row
  * to another encoding of the same network; callers that need the very file check this. */
 bool slm_calib_same_model(const slm_calib *c, const slm_model *m);
 
+/* The tap point whose statistics describe the input channels of a layer matrix named
+ * blk.N.attn_{q,k,v,output}.weight or blk.N.ffn_{gate,up,down}.weight (*layer = N), or -1. */
+int slm_calib_point_of(const char *name, int *layer);
+
 /* Write atomically (format: docs/FORMATS.md, "Calibration file"). */
 slm_status slm_calib_save(const slm_calib *c, const char *path);
 /* Read and verify (size, checksum, dimensions against m): a malformed file is SLM_ERR_FORMAT,

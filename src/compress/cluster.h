@@ -33,9 +33,9 @@ const float *slm_cluster_importance(const slm_calib *cal, const char *name, floa
 /* Quantize one row x[n] (finite values) to codebook type t (imp NULL: unweighted). */
 void slm_cluster_row(uint32_t t, const float *x, const float *imp, int64_t n, uint64_t seed, void *dst);
 
-/* Convert every tensor of ts[nt] planned for conversion (slm_rq_plan with codebook targets) by
- * slm_cluster_row, threads splitting the rows; fills dst, err2 and ref2 (unweighted errors).
+/* Convert every tensor of ts (slm_rq_plan of g with codebook targets) through the requant loop
+ * with slm_cluster_row as its quantizer, threads splitting the rows; fills dst, err2 and ref2.
  * Tensors planned to another type go through their from_float. */
-slm_status slm_cluster_convert(slm_pool *pool, slm_rq_tensor *ts, size_t nt, const slm_cluster_opts *o);
+slm_status slm_cluster_convert(slm_pool *pool, const slm_gguf *g, slm_rq_tensor *ts, const slm_cluster_opts *o);
 
 #endif

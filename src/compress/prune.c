@@ -130,25 +130,6 @@ struct slm_prune_plan {
     int n;
 };
 
-/* Which tap point feeds a layer matrix, and its layer; -1 if name is not one. */
-static int matrix_point(const char *name, int *layer) {
-    if (strncmp(name, "blk.", 4) || name[4] < '0' || name[4] > '9') return -1;
-    char *end;
-    const long l = strtol(name + 4, &end, 10);
-    if (*end != '.' || l > 100000) return -1;
-    *layer = (int)l;
-    static const struct {
-        const char *suffix;
-        int point;
-    } k[] = {{".attn_q.weight", SLM_TAP_ATTN_IN},   {".attn_k.weight", SLM_TAP_ATTN_IN},
-             {".attn_v.weight", SLM_TAP_ATTN_IN},   {".attn_output.weight", SLM_TAP_ATTN_OUT},
-             {".ffn_gate.weight", SLM_TAP_FFN_IN},  {".ffn_up.weight", SLM_TAP_FFN_IN},
-             {".ffn_down.weight", SLM_TAP_FFN_MID}};
-    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
-        if (!strcmp(end, k[i].suffix)) return k[i].point;
-    return -1;
-}
-
 typedef struct {
     const slm_gguf_tensor *src;
     slm_prune_tensor *t;
@@ -256,7 +237,7 @@ slm_status slm_prune_plan_create(const slm_gguf *g, const slm_calib *cal, const 
         char name[128];
         int layer;
         slm_gguf_str_copy(g->tensors[i].name, name, sizeof name);
-        if (g->tensors[i].n_dims == 2 && matrix_point(name, &layer) >= 0) count++;
+        if (g->tensors[i].n_dims == 2 && slm_calib_point_of(name, &layer) >= 0) count++;
     }
     p->t = calloc(count ? (size_t)count : 1, sizeof *p->t);
     if (!p->t) {
@@ -270,7 +251,7 @@ slm_status slm_prune_plan_create(const slm_gguf *g, const slm_calib *cal, const 
         char name[sizeof p->t[0].name];
         int layer, point;
         slm_gguf_str_copy(src->name, name, sizeof name);
-        if (src->n_dims != 2 || (point = matrix_point(name, &layer)) < 0 || p->n >= count) continue;
+        if (src->n_dims != 2 || (point = slm_calib_point_of(name, &layer)) < 0 || p->n >= count) continue;
         slm_prune_tensor *t = &p->t[p->n];
         memcpy(t->name, name, sizeof name);
         t->layer = layer;

@@ -152,7 +152,9 @@ static void convert_rows(void *arg, int ith, int nth) {
         uint8_t *dst = (uint8_t *)p->dst + (size_t)r * j->out_row;
         ti->to_float(src, x, cols);
         if (fold) h->fold_row(h->user, p->name, r, x, cols);
-        if (p->gq >= 0) {
+        if (h && h->quantize_row && h->quantize_row(h->user, p, r, x, j->imp, dst)) {
+            /* stored by the hook */
+        } else if (p->gq >= 0) {
             const slm_gq_opts go = {.clip_search = true, .importance = j->imp};
             slm_gq_quantize_row((uint32_t)p->gq, x, dst, cols, &go);
         } else {
@@ -184,7 +186,7 @@ static slm_status convert_one(slm_pool *pool, slm_rq_tensor *p, const slm_rq_opt
     if (!p->dst || !j.scratch || !j.err2 || !j.ref2 || !imp_buf) {
         s = slm_error(SLM_ERR_NOMEM, "tensor '%s': out of memory (%zu bytes)", p->name, p->out_bytes);
     } else {
-        if (p->gq >= 0 && o && o->hooks && o->hooks->importance)
+        if ((p->gq >= 0 || (o && o->hooks && o->hooks->quantize_row)) && o && o->hooks && o->hooks->importance)
             j.imp = o->hooks->importance(o->hooks->user, p->name, imp_buf, p->cols);
         if (p->rows) {
             slm_pool_run(pool, convert_rows, &j);

@@ -36,6 +36,10 @@ typedef struct {
     /* per-column error weights for the clipping search of this tensor (buf has n floats; may
      * return buf, another array, or NULL for none) */
     const float *(*importance)(void *user, const char *name, float *buf, int64_t n);
+    /* a quantizer of the tensor's own (clustering, ...): stores row `row` (x, after fold_row;
+     * it may clean x in place) at dst and returns true, or returns false to leave the row to
+     * the default quantizer. imp: the importance hook's weights, or NULL. */
+    bool (*quantize_row)(void *user, const slm_rq_tensor *p, int64_t row, float *x, const float *imp, void *dst);
 } slm_rq_hooks;
 
 typedef struct {
