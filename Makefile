@@ -9,7 +9,7 @@ LDFLAGS += $(SAN)
 CPPFLAGS += -D_GNU_SOURCE -Iinclude -Isrc
 LDLIBS  += -lm -pthread -lmicrohttpd -lcjson -lzstd
 
-LIB_SRC := $(sort $(wildcard src/core/*.c src/kernels/*.c src/model/*.c src/runtime/*.c src/eval/*.c src/compress/*.c src/server/*.c))
+LIB_SRC := $(sort $(wildcard src/core/*.c src/kernels/*.c src/model/*.c src/runtime/*.c src/eval/*.c src/compress/*.c src/train/*.c src/server/*.c))
 # x86 SIMD kernels only on x86-64; elsewhere the portable kernels alone are built.
 ifneq ($(shell uname -m),x86_64)
 LIB_SRC := $(filter-out %_avx2.c %_avx512.c %_vbmi2.c,$(LIB_SRC))

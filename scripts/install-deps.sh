@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what slimlm needs on a fresh Debian machine: a C toolchain (gcc, make), clang for the
-# fuzzer, and Python with numpy + gguf for the test oracles. Skips what is already there.
+# fuzzer, nginx for the replicated-serving test, and Python with numpy + gguf + autograd for the
+# test oracles. Skips what is already there.
 # Usage: scripts/install-deps.sh [--build-only]
 set -euo pipefail
 build_only=0
@@ -16,6 +17,9 @@ done
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 if [ $build_only = 0 ]; then
   command -v clang >/dev/null 2>&1 || need_apt+=(clang)
+  # the load balancer of the replicated-serving test (deploy/) and its JavaScript module
+  command -v nginx >/dev/null 2>&1 || need_apt+=(nginx-light)
+  dpkg -s libnginx-mod-http-js >/dev/null 2>&1 || need_apt+=(libnginx-mod-http-js)
   # libFuzzer and the sanitizer runtimes for clang
   if command -v clang >/dev/null 2>&1; then
     rt=$(clang -print-resource-dir 2>/dev/null)/lib/linux/libclang_rt.fuzzer-x86_64.a
@@ -32,9 +36,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 if [ $build_only = 0 ]; then
-  if ! python3 -c "import numpy, gguf" >/dev/null 2>&1; then
-    echo "installing Python packages: numpy gguf" >&2
-    python3 -m pip install -q numpy gguf 2>/dev/null ||
-      python3 -m pip install -q --break-system-packages numpy gguf
+  # numpy + gguf: the logits / format oracles; autograd: the training-step oracle
+  if ! python3 -c "import numpy, gguf, autograd" >/dev/null 2>&1; then
+    echo "installing Python packages: numpy gguf autograd" >&2
+    python3 -m pip install -q numpy gguf autograd 2>/dev/null ||
+      python3 -m pip install -q --break-system-packages numpy gguf autograd
   fi
 fi
