@@ -13,9 +13,11 @@ int cmd_quantize(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_awq(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);
+int cmd_share(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_pack(int argc, char **argv);
 int cmd_unpack(int argc, char **argv);
+int cmd_distill(int argc, char **argv);
 
 #endif

@@ -78,6 +78,11 @@ slm_status slm_ctx_create(const slm_model *m, const slm_ctx_params *params, slm_
     c->att = alloc_f(B * qd, &ok);
     c->hb = alloc_f(B * cfg->ffn_dim, &ok);
     c->hb2 = alloc_f(B * cfg->ffn_dim, &ok);
+    if (m->max_delta_rank > 0) {
+        c->lr_t = alloc_f(B * (size_t)m->max_delta_rank, &ok);
+        c->lr_y = alloc_f(B * rowmax, &ok);
+        if ((size_t)m->max_delta_rank > rowmax) rowmax = (size_t)m->max_delta_rank;
+    }
     c->rope_cos = alloc_f(B * (cfg->rope_dim / 2), &ok);
     c->rope_sin = alloc_f(B * (cfg->rope_dim / 2), &ok);
     const size_t fa_n = slm_fa_scratch_floats(cfg->n_heads, cfg->n_kv_heads, cfg->head_dim);
@@ -110,7 +115,7 @@ void slm_ctx_free(slm_ctx *c) {
     if (c->owns_pool) slm_pool_free(c->pool);
     float *bufs[] = {c->x,  c->xb,  c->xb2,      c->q,        c->k,     c->v,
                      c->att, c->hb, c->hb2, c->rope_cos, c->rope_sin,
-                     c->fa_scratch, c->fa_parts};
+                     c->fa_scratch, c->fa_parts, c->lr_t, c->lr_y};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(c->tokens);
     free(c->tok_buf);
@@ -180,6 +185,15 @@ static void attention(slm_ctx *c, int layer, const struct slm_span *sp, int n_sp
     if (aj.split_keys) slm_fa_decode_merge(c->fa_parts, nth, cfg->n_heads, cfg->head_dim, a[0].out);
 }
 
+/* y [n][W rows] += B (A x) for a layer's low-rank delta (nothing for rank 0). */
+static void add_delta(slm_ctx *c, const slm_lowrank *d, const float *x, int n, float *y) {
+    if (!d->rank) return;
+    slm_matmul(&c->mm, &d->a, x, n, c->lr_t);
+    slm_matmul(&c->mm, &d->b, c->lr_t, n, c->lr_y);
+    const size_t len = (size_t)n * (size_t)d->b.rows;
+    for (size_t i = 0; i < len; i++) y[i] += c->lr_y[i];
+}
+
 /* One forward pass over n <= max_batch tokens in spans (blocks already reserved); logits of
  * the rows out_rows[0..n_out) to logits [n_out][vocab]. */
 static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, const struct slm_span *sp, int n_spans,
@@ -207,6 +221,9 @@ static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, const struct
         slm_matmul(&c->mm, &L->wq, c->xb, n, c->q);
         slm_matmul(&c->mm, &L->wk, c->xb, n, c->k);
         slm_matmul(&c->mm, &L->wv, c->xb, n, c->v);
+        add_delta(c, &L->delta[SLM_LIN_Q], c->xb, n, c->q);
+        add_delta(c, &L->delta[SLM_LIN_K], c->xb, n, c->k);
+        add_delta(c, &L->delta[SLM_LIN_V], c->xb, n, c->v);
         for (int i = 0; i < n_spans; i++)
         for (int t = sp[i].t0; t < sp[i].t0 + sp[i].n; t++) {
             float *q = c->q + (size_t)t * qd, *k = c->k + (size_t)t * kvd, *v = c->v + (size_t)t * kvd;
@@ -224,6 +241,7 @@ static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, const struct
         attention(c, l, sp, n_spans);
         if (c->tap) c->tap(c->tap_user, l, SLM_TAP_ATTN_OUT, c->att, n, qd);
         slm_matmul(&c->mm, &L->wo, c->att, n, c->xb2);
+        add_delta(c, &L->delta[SLM_LIN_O], c->att, n, c->xb2);
         for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->xb2[i];
 
         /* feed-forward */
@@ -232,9 +250,12 @@ static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, const struct
         if (c->tap) c->tap(c->tap_user, l, SLM_TAP_FFN_IN, c->xb, n, dim);
         slm_matmul(&c->mm, &L->w_gate, c->xb, n, c->hb);
         slm_matmul(&c->mm, &L->w_up, c->xb, n, c->hb2);
+        add_delta(c, &L->delta[SLM_LIN_GATE], c->xb, n, c->hb);
+        add_delta(c, &L->delta[SLM_LIN_UP], c->xb, n, c->hb2);
         slm_swiglu(c->hb, c->hb2, n * ffn);
         if (c->tap) c->tap(c->tap_user, l, SLM_TAP_FFN_MID, c->hb, n, ffn);
         slm_matmul(&c->mm, &L->w_down, c->hb, n, c->xb2);
+        add_delta(c, &L->delta[SLM_LIN_DOWN], c->hb, n, c->xb2);
         for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->xb2[i];
     }
     if (c->tap) c->tap(c->tap_user, cfg->n_layers, SLM_TAP_RESID, c->x, n, dim);

@@ -61,6 +61,7 @@ typedef struct slm_ctx {
     float *att;    /* [B][n_heads*head_dim] */
     float *hb;     /* [B][ffn_dim] gate, then swiglu */
     float *hb2;    /* [B][ffn_dim] up */
+    float *lr_t, *lr_y; /* [B][max delta rank], [B][rowmax]: low-rank delta side products (NULL: none) */
     float *rope_cos, *rope_sin; /* [B][rope_dim/2] */
     float *fa_scratch; /* [n_threads][slm_fa_scratch_floats()] tiled attention tiles */
     float *fa_parts;   /* [n_threads][slm_fa_part_floats()] split-key decode partial results */

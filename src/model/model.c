@@ -73,28 +73,86 @@ static slm_status bind_vec(slm_model *md, const char *name, int64_t n, const flo
     return SLM_OK;
 }
 
+static const char *const lin_names[SLM_N_LIN] = {"attn_q", "attn_k", "attn_v", "attn_output",
+                                                  "ffn_gate", "ffn_up", "ffn_down"};
+
+const char *slm_lin_name(int i) { return i >= 0 && i < SLM_N_LIN ? lin_names[i] : "?"; }
+
+/* The low-rank delta of linear j of layer i, if the file has one: blk.i.NAME.delta_a
+ * [rank][cols] and blk.i.NAME.delta_b [rows][rank], both or neither. */
+static slm_status bind_delta(slm_model *md, int i, int j, int64_t rows, int64_t cols) {
+    const slm_gguf *g = md->gguf;
+    slm_lowrank *d = &md->layers[i].delta[j];
+    char na[96], nb[96];
+    snprintf(na, sizeof na, "blk.%d.%s.delta_a", i, lin_names[j]);
+    snprintf(nb, sizeof nb, "blk.%d.%s.delta_b", i, lin_names[j]);
+    const slm_gguf_tensor *ta = find(g, na), *tb = find(g, nb);
+    if (!ta && !tb) return SLM_OK;
+    if (!ta || !tb) return slm_error(SLM_ERR_FORMAT, "model: '%s' needs both delta_a and delta_b", na);
+    if (ta->n_dims != 2 || ta->ne[1] < 1 || ta->ne[1] > 65536)
+        return slm_error(SLM_ERR_FORMAT, "model: tensor '%s' has a bad shape", na);
+    const int64_t rank = ta->ne[1];
+    slm_status s;
+    if ((s = bind_mat(g, na, rank, cols, &d->a, false))) return s;
+    if ((s = bind_mat(g, nb, rows, rank, &d->b, false))) return s;
+    d->rank = (int)rank;
+    if (d->rank > md->max_delta_rank) md->max_delta_rank = d->rank;
+    return SLM_OK;
+}
+
+/* slimlm.share.layer_map: per layer the index of the layer whose stored matrices it uses;
+ * map[map[l]] == map[l] (a source stores its own). Absent: every layer stores its own. */
+static slm_status read_layer_map(slm_model *md) {
+    const int n = md->cfg.n_layers;
+    for (int i = 0; i < n; i++) md->layers[i].share_src = i;
+    const slm_gguf_value *v = slm_gguf_find(md->gguf, "slimlm.share.layer_map");
+    if (!v) return SLM_OK;
+    if (v->type != SLM_GGUF_ARRAY || (v->arr.type != SLM_GGUF_INT32 && v->arr.type != SLM_GGUF_UINT32) ||
+        v->arr.n != (uint64_t)n)
+        return slm_error(SLM_ERR_FORMAT, "model: slimlm.share.layer_map must be an int32 array of %d entries", n);
+    for (int i = 0; i < n; i++) {
+        int32_t e;
+        memcpy(&e, v->arr.raw + (size_t)i * 4, 4);
+        if (e < 0 || e >= n) return slm_error(SLM_ERR_FORMAT, "model: slimlm.share.layer_map[%d] = %d is out of range", i, e);
+        md->layers[i].share_src = e;
+    }
+    for (int i = 0; i < n; i++) {
+        const int e = md->layers[i].share_src;
+        if (md->layers[e].share_src != e)
+            return slm_error(SLM_ERR_FORMAT, "model: slimlm.share.layer_map: layer %d uses layer %d, which does not store its own matrices", i, e);
+        if (e != i) md->n_shared++;
+    }
+    return SLM_OK;
+}
+
 static slm_status bind_layer(slm_model *md, int i) {
     const slm_config *c = &md->cfg;
     slm_layer *L = &md->layers[i];
     const slm_gguf *g = md->gguf;
     int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    const int src = L->share_src;
     char name[96];
     slm_status s;
 #define NAME(suffix) (snprintf(name, sizeof name, "blk.%d." suffix, i), name)
+#define SRC(suffix) (snprintf(name, sizeof name, "blk.%d." suffix, src), name)
     if ((s = bind_vec(md, NAME("attn_norm.weight"), c->dim, &L->attn_norm, false))) return s;
-    if ((s = bind_mat(g, NAME("attn_q.weight"), qd, c->dim, &L->wq, false))) return s;
-    if ((s = bind_mat(g, NAME("attn_k.weight"), kvd, c->dim, &L->wk, false))) return s;
-    if ((s = bind_mat(g, NAME("attn_v.weight"), kvd, c->dim, &L->wv, false))) return s;
-    if ((s = bind_mat(g, NAME("attn_output.weight"), c->dim, qd, &L->wo, false))) return s;
+    if ((s = bind_mat(g, SRC("attn_q.weight"), qd, c->dim, &L->wq, false))) return s;
+    if ((s = bind_mat(g, SRC("attn_k.weight"), kvd, c->dim, &L->wk, false))) return s;
+    if ((s = bind_mat(g, SRC("attn_v.weight"), kvd, c->dim, &L->wv, false))) return s;
+    if ((s = bind_mat(g, SRC("attn_output.weight"), c->dim, qd, &L->wo, false))) return s;
     bool bias = c->arch == SLM_ARCH_QWEN2;
     if ((s = bind_vec(md, NAME("attn_q.bias"), qd, &L->bq, !bias))) return s;
     if ((s = bind_vec(md, NAME("attn_k.bias"), kvd, &L->bk, !bias))) return s;
     if ((s = bind_vec(md, NAME("attn_v.bias"), kvd, &L->bv, !bias))) return s;
     if ((s = bind_vec(md, NAME("ffn_norm.weight"), c->dim, &L->ffn_norm, false))) return s;
-    if ((s = bind_mat(g, NAME("ffn_gate.weight"), c->ffn_dim, c->dim, &L->w_gate, false))) return s;
-    if ((s = bind_mat(g, NAME("ffn_up.weight"), c->ffn_dim, c->dim, &L->w_up, false))) return s;
-    if ((s = bind_mat(g, NAME("ffn_down.weight"), c->dim, c->ffn_dim, &L->w_down, false))) return s;
+    if ((s = bind_mat(g, SRC("ffn_gate.weight"), c->ffn_dim, c->dim, &L->w_gate, false))) return s;
+    if ((s = bind_mat(g, SRC("ffn_up.weight"), c->ffn_dim, c->dim, &L->w_up, false))) return s;
+    if ((s = bind_mat(g, SRC("ffn_down.weight"), c->dim, c->ffn_dim, &L->w_down, false))) return s;
 #undef NAME
+#undef SRC
+    const slm_mat *mats[SLM_N_LIN] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+    for (int j = 0; j < SLM_N_LIN; j++)
+        if ((s = bind_delta(md, i, j, mats[j]->rows, mats[j]->cols))) return s;
     return SLM_OK;
 }
 
@@ -125,6 +183,7 @@ slm_status slm_model_from_gguf(slm_gguf *g, slm_model **out) {
         s = slm_error(SLM_ERR_NOMEM, "model: out of memory");
         goto fail;
     }
+    if ((s = read_layer_map(md))) goto fail;
     for (int i = 0; i < c->n_layers; i++)
         if ((s = bind_layer(md, i))) goto fail;
     if ((s = bind_vec(md, "output_norm.weight", c->dim, &md->out_norm, false))) goto fail;

@@ -13,6 +13,18 @@
 #include "config.h"
 
 
+/* The seven linears of a layer, in the order of slm_layer's delta array. */
+enum { SLM_LIN_Q, SLM_LIN_K, SLM_LIN_V, SLM_LIN_O, SLM_LIN_GATE, SLM_LIN_UP, SLM_LIN_DOWN, SLM_N_LIN };
+/* The GGUF name part of linear i ("attn_q", ..., "ffn_down"). */
+const char *slm_lin_name(int i);
+
+/* A low-rank correction of a matrix W [rows][cols]: W + B A, applied as a side product
+ * (y += B (A x)), never materialized. a [rank][cols], b [rows][rank]; rank 0: none. */
+typedef struct {
+    slm_mat a, b;
+    int rank;
+} slm_lowrank;
+
 typedef struct {
     const float *attn_norm;       /* [dim] */
     slm_mat wq;                   /* [n_heads*head_dim, dim] */
@@ -24,6 +36,11 @@ typedef struct {
     slm_mat w_gate;               /* [ffn_dim, dim] */
     slm_mat w_up;                 /* [ffn_dim, dim] */
     slm_mat w_down;               /* [dim, ffn_dim] */
+    /* Parameter sharing (slimlm.share.layer_map): the layer whose stored matrices this layer
+     * uses (its own index when not shared; the views above then point at that layer's
+     * tensors, mapped once), and per-layer low-rank deltas of the seven linears. */
+    int share_src;
+    slm_lowrank delta[SLM_N_LIN];
 } slm_layer;
 
 typedef struct slm_model {
@@ -34,6 +51,8 @@ typedef struct slm_model {
     const float *out_norm; /* [dim] */
     slm_mat output;        /* [vocab, dim]; the same data as tok_embd when tied */
     int tied_output;
+    int n_shared;          /* layers using another layer's matrices */
+    int max_delta_rank;    /* largest low-rank delta (0: none) */
     float **owned;         /* f32 copies made for vectors stored in other dtypes */
     int n_owned;
 } slm_model;

@@ -1,0 +1,42 @@
+/* share.h - cross-layer parameter sharing: several layers use one stored set of matrices,
+ * with optional per-layer low-rank deltas (W_l ~= W_shared + B_l A_l).
+ *
+ * Grouping: --groups N cuts the layers into N groups of adjacent layers (sizes differ by at
+ * most one); --loop K repeats K unique layers (layer l uses l mod K, the recursive pattern).
+ * A group's shared matrix is the mean of its members' matrices or the member that
+ * reconstructs the group best (least summed squared difference). Each member's delta is the
+ * truncated SVD of W_l - W_shared at the given rank (none for rank 0, or where the
+ * difference is zero). Norm weights and biases stay per layer.
+ *
+ * File format (read by model/model.c): metadata slimlm.share.layer_map (int32 per layer:
+ * the layer whose blk.N.* matrices it uses; only those layers store them) and the delta
+ * tensors blk.N.NAME.delta_a [rank][cols] / blk.N.NAME.delta_b [rows][rank]. */
+#ifndef SLM_SHARE_H
+#define SLM_SHARE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../core/gguf.h"
+#include "../core/status.h"
+
+typedef struct {
+    int groups;          /* > 0: adjacent groups */
+    int loop;            /* > 0: K unique layers looped (exclusive with groups) */
+    int rank;            /* delta rank (0: none); clipped to each matrix's min(rows, cols) */
+    bool init_best;      /* shared = the best member (else the mean) */
+    uint32_t mat_type;   /* SLM_DT_F32 or SLM_DT_F16 for shared matrices */
+    uint32_t delta_type; /* SLM_DT_F32 or SLM_DT_F16 for deltas */
+    uint64_t seed;
+    int progress;        /* 0 none, 1 bar on a terminal / lines otherwise */
+} slm_share_opts;
+
+/* The layer map the options give for n layers (map[l] = stored layer of l). */
+slm_status slm_share_layer_map(const slm_share_opts *o, int n_layers, int *map);
+
+/* Convert the model in g to a shared model at out_path (atomic). Writes the per-layer
+ * reconstruction table to report (NULL: none). */
+slm_status slm_share_convert(const slm_gguf *g, const slm_share_opts *o, const char *out_path, FILE *report);
+
+#endif
