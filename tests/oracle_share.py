@@ -16,7 +16,10 @@ For tiny random models (tests/reference/make_tiny_model.py) converted by `slimlm
      the unique layers plus the deltas.
   d) malformed sharing metadata or delta tensors are refused with one error line and a
      non-zero exit: a map entry out of range, a map entry naming a layer that does not store
-     its own matrices, a delta_a without its delta_b.
+     its own matrices, a KV map entry naming a later layer or a layer that reads another's
+     keys, a delta_a without its delta_b.
+  e) cross-layer KV sharing (--kv-share): a reference forward in which layer l attends to
+     the keys and values of layer kv_map[l]; only the layers computing keys store wk / wv.
 """
 
 import os
@@ -65,9 +68,12 @@ def materialized(path):
     """The shared file as a plain model: every layer's matrices written out."""
     m = llama_ref.load(path)
     lmap = [int(x) for x in m.meta["slimlm.share.layer_map"]]
-    stored = {(src, lin): m.w["blk.%d.%s.weight" % (src, lin)].copy() for src in set(lmap) for lin in LINS}
+    stored = {(src, lin): m.w["blk.%d.%s.weight" % (src, lin)].copy() for src in set(lmap) for lin in LINS
+              if "blk.%d.%s.weight" % (src, lin) in m.w}
     for l, src in enumerate(lmap):
         for lin in LINS:
+            if (src, lin) not in stored:  # keys / values of a layer that reads another's
+                continue
             w = stored[(src, lin)].copy()
             a = m.w.get("blk.%d.%s.delta_a" % (l, lin))
             b = m.w.get("blk.%d.%s.delta_b" % (l, lin))
@@ -75,6 +81,35 @@ def materialized(path):
                 w = w + b @ a
             m.w["blk.%d.%s.weight" % (l, lin)] = w
     return m, lmap
+
+
+def logits_kv(model, ids, kv_map):
+    """llama_ref's forward with cross-layer attention: layer l attends to the (RoPE'd) keys
+    and values computed by layer kv_map[l]."""
+    cfg, w = model.config, model.w
+    T = len(ids)
+    cos, sin = llama_ref.rope_angles(cfg, T)
+    x = w["token_embd.weight"][np.asarray(ids)].copy()
+    cache = {}
+    for il in range(cfg.n_layer):
+        p = "blk.%d." % il
+        h = llama_ref.rms_norm(x, w[p + "attn_norm.weight"], cfg.eps)
+        q = llama_ref.linear(h, w[p + "attn_q.weight"], w.get(p + "attn_q.bias"))
+        q = llama_ref.rope(q.reshape(T, cfg.n_head, cfg.head_dim), cos, sin, cfg.n_rot, cfg.rope_neox)
+        if kv_map[il] == il:
+            k = llama_ref.linear(h, w[p + "attn_k.weight"], w.get(p + "attn_k.bias"))
+            v = llama_ref.linear(h, w[p + "attn_v.weight"], w.get(p + "attn_v.bias"))
+            k = llama_ref.rope(k.reshape(T, cfg.n_head_kv, cfg.head_dim), cos, sin, cfg.n_rot, cfg.rope_neox)
+            cache[il] = (k, v.reshape(T, cfg.n_head_kv, cfg.head_dim_v))
+        k, v = cache[kv_map[il]]
+        a = llama_ref.attention(q, k, v, cfg.n_head, cfg.n_head_kv)
+        x = x + llama_ref.linear(a, w[p + "attn_output.weight"])
+        h = llama_ref.rms_norm(x, w[p + "ffn_norm.weight"], cfg.eps)
+        g = llama_ref.linear(h, w[p + "ffn_gate.weight"])
+        u = llama_ref.linear(h, w[p + "ffn_up.weight"])
+        x = x + llama_ref.linear(llama_ref.silu(g) * u, w[p + "ffn_down.weight"])
+    x = llama_ref.rms_norm(x, w["output_norm.weight"], cfg.eps)
+    return llama_ref.linear(x, w["output.weight"])
 
 
 def worst_rel(c, ref):
@@ -113,6 +148,27 @@ def main():
             stored = {l for l in range(layers) if "blk.%d.attn_q.weight" % l in names}
             check(stored == set(lmap), "case %d: layers storing matrices %s, map sources %s" % (k, sorted(stored), sorted(set(lmap))))
 
+        # cross-layer KV sharing (alone, and with weight sharing and deltas; qwen2 biases)
+        for k, (arch, layers, args) in enumerate([("llama", 4, ["--kv-share", "2"]),
+                                                  ("llama", 6, ["--kv-share", "3", "--groups", "3", "--rank", "4"]),
+                                                  ("qwen2", 5, ["--kv-share", "2", "--loop", "2", "--rank", "2"])]):
+            src = os.path.join(tmp, "kv%d.gguf" % k)
+            make_tiny_model.make(src, arch=arch, wtype="f32", seed=40 + k, layers=layers)
+            out = os.path.join(tmp, "kvs%d.gguf" % k)
+            r = run(["share", "-m", src, "-o", out, "-q", "--type", "f32", "--delta-type", "f32"] + args)
+            check(r.returncode == 0, "share %s: %s" % (" ".join(args), r.stderr.strip()))
+            if r.returncode != 0:
+                continue
+            ref_model, lmap = materialized(out)
+            kv_map = [int(x) for x in ref_model.meta["slimlm.share.kv_map"]]
+            ids = [int(x) for x in rs.integers(0, ref_model.n_vocab, 24)]
+            e = worst_rel(engine_logits(out, ids, tmp), logits_kv(ref_model, ids, kv_map))
+            print("kv case %d (%s, %s): kv map %s, worst |C - numpy| / range %.2e" % (k, arch, " ".join(args), kv_map, e))
+            check(e < REL_TOL, "kv case %d: engine vs reference %.3g" % (k, e))
+            names = {t.name for t in gguf.GGUFReader(out).tensors}
+            own = {l for l in range(layers) if "blk.%d.attn_k.weight" % l in names}
+            want = {lmap[l] for l in range(layers) if kv_map[l] == l}
+            check(own == want, "kv case %d: layers storing wk %s, expected %s" % (k, sorted(own), sorted(want)))
         # (b) full rank reproduces the original
         src = os.path.join(tmp, "full.gguf")
         make_tiny_model.make(src, arch="llama", wtype="f32", seed=5, layers=3)
@@ -150,6 +206,18 @@ def main():
             lines = [x for x in r.stderr.strip().splitlines() if x]
             check(r.returncode != 0 and len(lines) == 1 and "layer_map" in lines[0],
                   "map %s: exit %d, stderr %r" % (what, r.returncode, r.stderr))
+        # a KV map entry naming a later layer, and one naming a layer that reads another's keys
+        kvd = bytearray(open(os.path.join(tmp, "kvs0.gguf"), "rb").read())
+        kkey = b"slimlm.share.kv_map"
+        kat = kvd.find(kkey) + len(kkey) + 16
+        for idx, value, what in [(1, 2, "a later layer"), (2, 1, "a reader"), (3, 9, "out of range")]:
+            d = bytearray(kvd)
+            d[kat + 4 * idx: kat + 4 * idx + 4] = int(value).to_bytes(4, "little", signed=True)
+            p = os.path.join(tmp, "badkv.gguf")
+            open(p, "wb").write(d)
+            r = run(["logits", "-m", p, "--ids", "1,2", "--out", os.path.join(tmp, "x.bin")])
+            check(r.returncode != 0 and "kv_map" in r.stderr and len(r.stderr.strip().splitlines()) == 1,
+                  "kv map naming %s: exit %d, %r" % (what, r.returncode, r.stderr))
         # a delta_a without delta_b: rename delta_b's name bytes
         d = bytearray(data)
         nb = b"blk.1.attn_q.delta_b"

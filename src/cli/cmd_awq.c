@@ -191,6 +191,10 @@ int cmd_awq(int argc, char **argv) {
     eo.ctx.max_batch = cp.seq_len < 256 ? cp.seq_len : 256;
     cli_engine e;
     if (!cli_engine_load(cmd, &eo, true, &e)) return 1;
+    if (e.model->n_shared || e.model->max_delta_rank || e.model->n_kv_layers != e.model->cfg.n_layers) {
+        cli_engine_free(&e);
+        return cli_fail(cmd, "%s shares weights or keys across layers; run awq on the model before `slimlm share`", eo.model);
+    }
     int rc = 1;
     slm_gguf *g = NULL;
     slm_calib *cal = NULL;

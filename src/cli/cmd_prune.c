@@ -478,6 +478,10 @@ int cmd_prune(int argc, char **argv) {
     eo.ctx.max_batch = a.cp.seq_len < 256 ? a.cp.seq_len : 256;
     cli_engine e;
     if (!cli_engine_load(cmd, &eo, true, &e)) return 1;
+    if (e.model->n_shared || e.model->max_delta_rank || e.model->n_kv_layers != e.model->cfg.n_layers) {
+        cli_engine_free(&e);
+        return cli_fail(cmd, "%s shares weights or keys across layers; prune the model before `slimlm share`", eo.model);
+    }
     const int rc = a.structured ? run_structured(&a, &e) : run_unstructured(&a, &e);
     cli_engine_free(&e);
     return rc;

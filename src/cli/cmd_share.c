@@ -12,7 +12,7 @@
 #include "core/paths.h"
 
 static const char *const usage =
-    "usage: slimlm share -m IN -o OUT (--groups N | --loop K) [--rank R] [options]\n"
+    "usage: slimlm share -m IN -o OUT (--groups N | --loop K | --kv-share G) [--rank R] [options]\n"
     "\n"
     "Parameter sharing across layers. Several layers use one stored set of matrices (q, k, v,\n"
     "o, gate, up, down), mapped once; each layer keeps its own norms and can add a low-rank\n"
@@ -22,6 +22,9 @@ static const char *const usage =
     "  -o, --out OUT        output file (written atomically; must differ from IN)\n"
     "  --groups N           N groups of adjacent layers share (30 layers, N 15: pairs)\n"
     "  --loop K             K unique layers repeated: layer l uses layer l mod K\n"
+    "  --kv-share G         cross-layer attention: in each group of G adjacent layers the\n"
+    "                       later ones attend to the first one's keys and values (no wk / wv\n"
+    "                       of their own; the KV cache shrinks G-fold); combines with the above\n"
     "  --rank R             per-layer delta rank from a truncated SVD of W_l - W_shared\n"
     "                       (default 0: none; clipped to min(rows, cols) of each matrix)\n"
     "  --init mean|best     shared matrix: the group mean (default) or the member closest to\n"
@@ -44,7 +47,7 @@ static bool float_type(const char *s, uint32_t *t) {
 
 int cmd_share(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *val;
-    long groups = 0, loop = 0, rank = 0, seed = 1;
+    long groups = 0, loop = 0, rank = 0, seed = 1, kv_share = 0;
     bool quiet = false;
     slm_share_opts o = {.mat_type = SLM_DT_F16, .delta_type = SLM_DT_F16};
     for (int i = 1; i < argc; i++) {
@@ -60,6 +63,8 @@ int cmd_share(int argc, char **argv) {
             if (!(val = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, val, 1, 1 << 16, &groups)) return 1;
         } else if (!strcmp(a, "--loop")) {
             if (!(val = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, val, 1, 1 << 16, &loop)) return 1;
+        } else if (!strcmp(a, "--kv-share")) {
+            if (!(val = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, val, 2, 1 << 16, &kv_share)) return 1;
         } else if (!strcmp(a, "--rank")) {
             if (!(val = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, val, 0, 4096, &rank)) return 1;
         } else if (!strcmp(a, "--init")) {
@@ -80,7 +85,8 @@ int cmd_share(int argc, char **argv) {
             return cli_fail(cmd, "unknown option '%s' (see --help)", a);
         }
     }
-    if ((groups > 0) == (loop > 0)) return cli_fail(cmd, "give one of --groups N or --loop K");
+    if (groups > 0 && loop > 0) return cli_fail(cmd, "--groups and --loop exclude each other");
+    if (!groups && !loop && !kv_share) return cli_fail(cmd, "give --groups N, --loop K or --kv-share G");
     char default_path[4096];
     if (!in && !(in = slm_default_model_path(default_path, sizeof default_path)))
         return cli_fail(cmd, "no input model (-m IN)");
@@ -89,6 +95,7 @@ int cmd_share(int argc, char **argv) {
     o.groups = (int)groups;
     o.loop = (int)loop;
     o.rank = (int)rank;
+    o.kv_share = (int)kv_share;
     o.seed = (uint64_t)seed;
     o.progress = quiet ? 0 : 1;
     slm_gguf *g;

@@ -12,10 +12,16 @@
 #include "../model/model.h"
 #include "lowrank.h"
 
-slm_status slm_share_layer_map(const slm_share_opts *o, int n, int *map) {
+slm_status slm_share_layer_map(const slm_share_opts *o, int n, int *map, int *kv) {
     if (n < 1) return slm_error(SLM_ERR_ARG, "share: no layers");
-    if ((o->groups > 0) == (o->loop > 0)) return slm_error(SLM_ERR_ARG, "share: give exactly one of groups / loop");
-    if (o->groups > 0) {
+    if (o->groups > 0 && o->loop > 0) return slm_error(SLM_ERR_ARG, "share: give one of groups / loop");
+    if (o->kv_share < 0 || o->kv_share > n)
+        return slm_error(SLM_ERR_ARG, "share: KV groups of %d layers (the model has %d)", o->kv_share, n);
+    for (int l = 0; l < n; l++) kv[l] = o->kv_share > 1 ? l - l % o->kv_share : l;
+    if (o->groups <= 0 && o->loop <= 0) {
+        if (o->kv_share <= 1) return slm_error(SLM_ERR_ARG, "share: nothing to share (groups, loop or KV sharing)");
+        for (int l = 0; l < n; l++) map[l] = l;
+    } else if (o->groups > 0) {
         if (o->groups > n) return slm_error(SLM_ERR_ARG, "share: %d groups of %d layers", o->groups, n);
         /* group g holds layers [g*n/G, (g+1)*n/G) */
         for (int g = 0; g < o->groups; g++) {
@@ -113,6 +119,22 @@ static bool layer_matrix(const char *name, int *layer) {
     return false;
 }
 
+/* Is name blk.L.attn_k.bias or blk.L.attn_v.bias? */
+static bool kv_bias(const char *name, int *layer) {
+    int pos = 0;
+    if (sscanf(name, "blk.%d.%n", layer, &pos) != 1 || pos == 0) return false;
+    return !strcmp(name + pos, "attn_k.bias") || !strcmp(name + pos, "attn_v.bias");
+}
+
+/* Does a layer that uses source l's matrices compute its own keys (so l's wk / wv stay)? True
+ * for every other matrix. */
+static bool kv_needed(const char *name, int l, int n, const int *map, const int *kv) {
+    if (!strstr(name, ".attn_k.") && !strstr(name, ".attn_v.")) return true;
+    for (int m = 0; m < n; m++)
+        if (map[m] == l && kv[m] == m) return true;
+    return false;
+}
+
 slm_status slm_share_convert(const slm_gguf *g, const slm_share_opts *o, const char *out_path, FILE *report) {
     slm_config cfg;
     slm_status s = slm_config_from_gguf(g, &cfg);
@@ -121,20 +143,20 @@ slm_status slm_share_convert(const slm_gguf *g, const slm_share_opts *o, const c
     if (slm_gguf_find(g, "slimlm.share.layer_map"))
         return slm_error(SLM_ERR_ARG, "share: the model is already shared");
     const int n = cfg.n_layers;
-    int *map = malloc((size_t)n * sizeof *map);
+    int *map = malloc((size_t)n * sizeof *map), *kv = malloc((size_t)n * sizeof *kv);
     double *err2 = calloc((size_t)n, sizeof *err2), *ref2 = calloc((size_t)n, sizeof *ref2);
     int *rank_used = calloc((size_t)n, sizeof *rank_used);
     int *members = malloc((size_t)n * sizeof *members);
-    int32_t *map32 = malloc((size_t)n * sizeof *map32);
+    int32_t *map32 = malloc((size_t)n * sizeof *map32), *kv32 = malloc((size_t)n * sizeof *kv32);
     float **mem = calloc((size_t)n, sizeof *mem);
     out_list out = {0};
     slm_gguf_writer *w = NULL;
     float *ba = NULL, *bm = NULL, *am = NULL, *shared = NULL;
-    if (!map || !err2 || !ref2 || !rank_used || !mem || !members || !map32) {
+    if (!map || !kv || !err2 || !ref2 || !rank_used || !mem || !members || !map32 || !kv32) {
         s = slm_error(SLM_ERR_NOMEM, "share: out of memory");
         goto done;
     }
-    if ((s = slm_share_layer_map(o, n, map))) goto done;
+    if ((s = slm_share_layer_map(o, n, map, kv))) goto done;
     int n_unique = 0;
     for (int l = 0; l < n; l++) n_unique += map[l] == l;
     const bool tty = o->progress && isatty(2);
@@ -198,6 +220,7 @@ slm_status slm_share_convert(const slm_gguf *g, const slm_share_opts *o, const c
                     d[e] -= shared[e];
                     d2 += (double)d[e] * d[e];
                 }
+                if ((j == SLM_LIN_K || j == SLM_LIN_V) && kv[l] != l) continue; /* no keys of its own */
                 ref2[l] += r2;
                 if (rank == 0 || d2 == 0) {
                     err2[l] += d2;
@@ -265,6 +288,10 @@ slm_status slm_share_convert(const slm_gguf *g, const slm_share_opts *o, const c
     mv.arr.raw = (const uint8_t *)map32;
     if ((s = slm_gguf_writer_set(w, "slimlm.share.layer_map", &mv))) goto done;
     if ((s = slm_gguf_writer_set_u32(w, "slimlm.share.unique_layers", (uint32_t)n_unique))) goto done;
+    slm_gguf_value kvv = mv;
+    kvv.arr.raw = (const uint8_t *)kv32;
+    for (int l = 0; l < n; l++) kv32[l] = kv[l];
+    if (o->kv_share > 1 && (s = slm_gguf_writer_set(w, "slimlm.share.kv_map", &kvv))) goto done;
     if ((s = slm_gguf_writer_set_u32(w, "slimlm.share.rank", (uint32_t)o->rank))) goto done;
     if ((s = slm_gguf_writer_set_str(w, "slimlm.share.init", o->init_best ? "best" : "mean"))) goto done;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
@@ -277,7 +304,7 @@ slm_status slm_share_convert(const slm_gguf *g, const slm_share_opts *o, const c
                 s = slm_error(SLM_ERR_FORMAT, "share: tensor '%s' names layer %d of %d", name, l, n);
                 goto done;
             }
-            if (map[l] != l) continue;
+            if (map[l] != l || !kv_needed(name, l, n, map, kv)) continue;
             /* the shared matrix in its place */
             const out_tensor *ot = NULL;
             for (int k = 0; k < out.n; k++)
@@ -289,6 +316,7 @@ slm_status slm_share_convert(const slm_gguf *g, const slm_share_opts *o, const c
             if ((s = slm_gguf_writer_add_tensor(w, ot->name, 2, ot->ne, ot->type, ot->data, ot->nbytes))) goto done;
             continue;
         }
+        if (kv_bias(name, &l) && l >= 0 && l < n && kv[l] != l) continue; /* a KV reader's k / v bias */
         if ((s = slm_gguf_writer_add_tensor(w, name, t->n_dims, t->ne, t->type, t->data, t->nbytes))) goto done;
     }
     for (int k = 0; k < out.n; k++) {
@@ -316,7 +344,7 @@ done:
     if (mem)
         for (int i = 0; i < n; i++) free(mem[i]);
     free(mem);
-    free(map), free(err2), free(ref2), free(rank_used), free(members), free(map32);
+    free(map), free(err2), free(ref2), free(rank_used), free(members), free(map32), free(kv), free(kv32);
     free(ba), free(bm), free(am), free(shared);
     return s;
 }

@@ -10,7 +10,9 @@
  *
  * File format (read by model/model.c): metadata slimlm.share.layer_map (int32 per layer:
  * the layer whose blk.N.* matrices it uses; only those layers store them) and the delta
- * tensors blk.N.NAME.delta_a [rank][cols] / blk.N.NAME.delta_b [rows][rank]. */
+ * tensors blk.N.NAME.delta_a [rank][cols] / blk.N.NAME.delta_b [rows][rank]; with KV
+ * sharing slimlm.share.kv_map (int32 per layer: the layer whose cached keys and values it
+ * attends to, itself or an earlier one). */
 #ifndef SLM_SHARE_H
 #define SLM_SHARE_H
 
@@ -25,6 +27,8 @@ typedef struct {
     int groups;          /* > 0: adjacent groups */
     int loop;            /* > 0: K unique layers looped (exclusive with groups) */
     int rank;            /* delta rank (0: none); clipped to each matrix's min(rows, cols) */
+    int kv_share;        /* > 1: groups of this many adjacent layers attend to the first one's keys
+                            and values (cross-layer attention); the others lose wk / wv */
     bool init_best;      /* shared = the best member (else the mean) */
     uint32_t mat_type;   /* SLM_DT_F32 or SLM_DT_F16 for shared matrices */
     uint32_t delta_type; /* SLM_DT_F32 or SLM_DT_F16 for deltas */
@@ -32,8 +36,9 @@ typedef struct {
     int progress;        /* 0 none, 1 bar on a terminal / lines otherwise */
 } slm_share_opts;
 
-/* The layer map the options give for n layers (map[l] = stored layer of l). */
-slm_status slm_share_layer_map(const slm_share_opts *o, int n_layers, int *map);
+/* The layer map the options give for n layers (map[l] = stored layer of l; the identity when
+ * neither groups nor loop is set), and the KV map (kv[l] = layer whose keys l reads). */
+slm_status slm_share_layer_map(const slm_share_opts *o, int n_layers, int *map, int *kv);
 
 /* Convert the model in g to a shared model at out_path (atomic). Writes the per-layer
  * reconstruction table to report (NULL: none). */

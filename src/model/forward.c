@@ -45,7 +45,7 @@ slm_status slm_ctx_create(const slm_model *m, const slm_ctx_params *params, slm_
     c->model = m;
     c->p = p;
     const int kvd = cfg->n_kv_heads * cfg->head_dim;
-    slm_status s = slm_kv_create(p.kv_type, cfg->n_layers, kvd, p.block_size, p.n_ctx, &c->kv);
+    slm_status s = slm_kv_create(p.kv_type, m->n_kv_layers, kvd, p.block_size, p.n_ctx, &c->kv);
     if (s) {
         free(c);
         return s;
@@ -218,27 +218,31 @@ static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, const struct
         for (int t = 0; t < n; t++)
             slm_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, L->attn_norm, dim, cfg->norm_eps);
         if (c->tap) c->tap(c->tap_user, l, SLM_TAP_ATTN_IN, c->xb, n, dim);
+        const bool own_kv = L->kv_src == l; /* else attend to an earlier layer's cached keys */
         slm_matmul(&c->mm, &L->wq, c->xb, n, c->q);
-        slm_matmul(&c->mm, &L->wk, c->xb, n, c->k);
-        slm_matmul(&c->mm, &L->wv, c->xb, n, c->v);
         add_delta(c, &L->delta[SLM_LIN_Q], c->xb, n, c->q);
-        add_delta(c, &L->delta[SLM_LIN_K], c->xb, n, c->k);
-        add_delta(c, &L->delta[SLM_LIN_V], c->xb, n, c->v);
+        if (own_kv) {
+            slm_matmul(&c->mm, &L->wk, c->xb, n, c->k);
+            slm_matmul(&c->mm, &L->wv, c->xb, n, c->v);
+            add_delta(c, &L->delta[SLM_LIN_K], c->xb, n, c->k);
+            add_delta(c, &L->delta[SLM_LIN_V], c->xb, n, c->v);
+        }
         for (int i = 0; i < n_spans; i++)
         for (int t = sp[i].t0; t < sp[i].t0 + sp[i].n; t++) {
             float *q = c->q + (size_t)t * qd, *k = c->k + (size_t)t * kvd, *v = c->v + (size_t)t * kvd;
             if (L->bq)
                 for (int i = 0; i < qd; i++) q[i] += L->bq[i];
+            const float *ct = c->rope_cos + (size_t)t * half, *st = c->rope_sin + (size_t)t * half;
+            slm_rope(q, cfg->n_heads, hd, cfg->rope_dim, ct, st, neox);
+            if (!own_kv) continue;
             if (L->bk)
                 for (int i = 0; i < kvd; i++) k[i] += L->bk[i];
             if (L->bv)
                 for (int i = 0; i < kvd; i++) v[i] += L->bv[i];
-            const float *ct = c->rope_cos + (size_t)t * half, *st = c->rope_sin + (size_t)t * half;
-            slm_rope(q, cfg->n_heads, hd, cfg->rope_dim, ct, st, neox);
             slm_rope(k, cfg->n_kv_heads, hd, cfg->rope_dim, ct, st, neox);
-            slm_kv_store(c->kv, sp[i].seq, l, sp[i].pos0 + t - sp[i].t0, k, v);
+            slm_kv_store(c->kv, sp[i].seq, L->kv_slot, sp[i].pos0 + t - sp[i].t0, k, v);
         }
-        attention(c, l, sp, n_spans);
+        attention(c, L->kv_slot, sp, n_spans);
         if (c->tap) c->tap(c->tap_user, l, SLM_TAP_ATTN_OUT, c->att, n, qd);
         slm_matmul(&c->mm, &L->wo, c->att, n, c->xb2);
         add_delta(c, &L->delta[SLM_LIN_O], c->att, n, c->xb2);

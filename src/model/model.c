@@ -125,6 +125,34 @@ static slm_status read_layer_map(slm_model *md) {
     return SLM_OK;
 }
 
+/* slimlm.share.kv_map: per layer the (earlier or same) layer whose keys and values it reads;
+ * kv_map[kv_map[l]] == kv_map[l]. Cache slots are numbered over the layers that read their own. */
+static slm_status read_kv_map(slm_model *md) {
+    const int n = md->cfg.n_layers;
+    for (int i = 0; i < n; i++) md->layers[i].kv_src = i;
+    const slm_gguf_value *v = slm_gguf_find(md->gguf, "slimlm.share.kv_map");
+    if (v) {
+        if (v->type != SLM_GGUF_ARRAY || (v->arr.type != SLM_GGUF_INT32 && v->arr.type != SLM_GGUF_UINT32) ||
+            v->arr.n != (uint64_t)n)
+            return slm_error(SLM_ERR_FORMAT, "model: slimlm.share.kv_map must be an int32 array of %d entries", n);
+        for (int i = 0; i < n; i++) {
+            int32_t e;
+            memcpy(&e, v->arr.raw + (size_t)i * 4, 4);
+            if (e < 0 || e > i)
+                return slm_error(SLM_ERR_FORMAT, "model: slimlm.share.kv_map[%d] = %d must name layer 0..%d", i, e, i);
+            md->layers[i].kv_src = e;
+        }
+    }
+    md->n_kv_layers = 0;
+    for (int i = 0; i < n; i++) {
+        slm_layer *L = &md->layers[i];
+        if (md->layers[L->kv_src].kv_src != L->kv_src)
+            return slm_error(SLM_ERR_FORMAT, "model: slimlm.share.kv_map: layer %d reads layer %d, which does not cache its own keys", i, L->kv_src);
+        L->kv_slot = L->kv_src == i ? md->n_kv_layers++ : md->layers[L->kv_src].kv_slot;
+    }
+    return SLM_OK;
+}
+
 static slm_status bind_layer(slm_model *md, int i) {
     const slm_config *c = &md->cfg;
     slm_layer *L = &md->layers[i];
@@ -137,13 +165,14 @@ static slm_status bind_layer(slm_model *md, int i) {
 #define SRC(suffix) (snprintf(name, sizeof name, "blk.%d." suffix, src), name)
     if ((s = bind_vec(md, NAME("attn_norm.weight"), c->dim, &L->attn_norm, false))) return s;
     if ((s = bind_mat(g, SRC("attn_q.weight"), qd, c->dim, &L->wq, false))) return s;
-    if ((s = bind_mat(g, SRC("attn_k.weight"), kvd, c->dim, &L->wk, false))) return s;
-    if ((s = bind_mat(g, SRC("attn_v.weight"), kvd, c->dim, &L->wv, false))) return s;
+    const bool own_kv = L->kv_src == i; /* else no keys / values of its own */
+    if (own_kv && (s = bind_mat(g, SRC("attn_k.weight"), kvd, c->dim, &L->wk, false))) return s;
+    if (own_kv && (s = bind_mat(g, SRC("attn_v.weight"), kvd, c->dim, &L->wv, false))) return s;
     if ((s = bind_mat(g, SRC("attn_output.weight"), c->dim, qd, &L->wo, false))) return s;
     bool bias = c->arch == SLM_ARCH_QWEN2;
     if ((s = bind_vec(md, NAME("attn_q.bias"), qd, &L->bq, !bias))) return s;
-    if ((s = bind_vec(md, NAME("attn_k.bias"), kvd, &L->bk, !bias))) return s;
-    if ((s = bind_vec(md, NAME("attn_v.bias"), kvd, &L->bv, !bias))) return s;
+    if ((s = bind_vec(md, NAME("attn_k.bias"), kvd, &L->bk, !bias || !own_kv))) return s;
+    if ((s = bind_vec(md, NAME("attn_v.bias"), kvd, &L->bv, !bias || !own_kv))) return s;
     if ((s = bind_vec(md, NAME("ffn_norm.weight"), c->dim, &L->ffn_norm, false))) return s;
     if ((s = bind_mat(g, SRC("ffn_gate.weight"), c->ffn_dim, c->dim, &L->w_gate, false))) return s;
     if ((s = bind_mat(g, SRC("ffn_up.weight"), c->ffn_dim, c->dim, &L->w_up, false))) return s;
@@ -152,7 +181,8 @@ static slm_status bind_layer(slm_model *md, int i) {
 #undef SRC
     const slm_mat *mats[SLM_N_LIN] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
     for (int j = 0; j < SLM_N_LIN; j++)
-        if ((s = bind_delta(md, i, j, mats[j]->rows, mats[j]->cols))) return s;
+        if ((own_kv || (j != SLM_LIN_K && j != SLM_LIN_V)) && (s = bind_delta(md, i, j, mats[j]->rows, mats[j]->cols)))
+            return s;
     return SLM_OK;
 }
 
@@ -183,7 +213,7 @@ slm_status slm_model_from_gguf(slm_gguf *g, slm_model **out) {
         s = slm_error(SLM_ERR_NOMEM, "model: out of memory");
         goto fail;
     }
-    if ((s = read_layer_map(md))) goto fail;
+    if ((s = read_layer_map(md)) || (s = read_kv_map(md))) goto fail;
     for (int i = 0; i < c->n_layers; i++)
         if ((s = bind_layer(md, i))) goto fail;
     if ((s = bind_vec(md, "output_norm.weight", c->dim, &md->out_norm, false))) goto fail;

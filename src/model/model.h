@@ -41,6 +41,11 @@ typedef struct {
      * tensors, mapped once), and per-layer low-rank deltas of the seven linears. */
     int share_src;
     slm_lowrank delta[SLM_N_LIN];
+    /* Cross-layer KV sharing (slimlm.share.kv_map): the layer whose keys and values this
+     * layer attends to (itself normally; another one: no wk / wv, nothing cached), and the
+     * KV cache slot of that layer. */
+    int kv_src;
+    int kv_slot;
 } slm_layer;
 
 typedef struct slm_model {
@@ -52,6 +57,7 @@ typedef struct slm_model {
     slm_mat output;        /* [vocab, dim]; the same data as tok_embd when tied */
     int tied_output;
     int n_shared;          /* layers using another layer's matrices */
+    int n_kv_layers;       /* layers that cache keys and values (n_layers without KV sharing) */
     int max_delta_rank;    /* largest low-rank delta (0: none) */
     float **owned;         /* f32 copies made for vectors stored in other dtypes */
     int n_owned;

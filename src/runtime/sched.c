@@ -113,7 +113,7 @@ slm_status slm_sched_create(const slm_model *m, const slm_tokenizer *tok, const 
     if (p.kv_tokens == 0) {
         /* 512 MiB of keys and values, and at least one longest sequence */
         const int kvd = m->cfg.n_kv_heads * m->cfg.head_dim;
-        p.kv_tokens = slm_kv_tokens_for_bytes(SLM_KV_F16, m->cfg.n_layers, kvd, SLM_KV_DEFAULT_BLOCK, (size_t)512 << 20);
+        p.kv_tokens = slm_kv_tokens_for_bytes(SLM_KV_F16, m->n_kv_layers, kvd, SLM_KV_DEFAULT_BLOCK, (size_t)512 << 20);
         if (p.kv_tokens < p.max_ctx) p.kv_tokens = p.max_ctx;
     }
     if (p.max_queue == 0) p.max_queue = 256;
