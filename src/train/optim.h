@@ -26,6 +26,9 @@ void slm_adamw_update(slm_pool *pool, const slm_adamw *o, int64_t t, float lr, b
 
 /* Learning rate at step (0-based) of total: linear warmup from lr_max/warmup to lr_max over
  * `warmup` steps, then cosine decay to lr_min at the last step. */
+/* Exactly: step < warmup gives lr_max * (step + 1) / warmup; from step warmup (lr_max) to step
+ * total - 1 (lr_min) the cosine. warmup 0: no warmup. No step after the warmup to decay over
+ * (total <= warmup + 1, e.g. total 1): lr_max. Steps past the end: lr_min; negative: step 0. */
 float slm_lr_at(int64_t step, int64_t warmup, int64_t total, float lr_max, float lr_min);
 
 /* Sum of squares of g[0..n) in double, in a fixed order. */

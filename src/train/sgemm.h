@@ -23,4 +23,8 @@ void slm_sgemm(slm_pool *pool, bool ta, bool tb, int M, int N, int K, const floa
 /* The kernel set in use ("scalar", "avx2", "avx512"); $SLIMLM_ISA=scalar|avx2|avx512 caps it. */
 const char *slm_sgemm_isa(void);
 
+/* Use the kernel set `name` ("scalar", "avx2", "avx512") from now on, for every caller;
+ * NULL goes back to the default. False (nothing changed) if unknown or not runnable here. */
+bool slm_sgemm_set_isa(const char *name);
+
 #endif
