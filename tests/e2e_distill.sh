@@ -2,7 +2,8 @@
 # `slimlm distill` on tiny random models: a student equal to its teacher has zero KL and is
 # written back unchanged; layer subsets map the right teacher layers; training lowers the
 # loss; runs are deterministic and a resumed run gives the same bytes as an uninterrupted
-# one; LoRA and quantized outputs load; bad input is refused cleanly.
+# one; LoRA and quantized outputs load; a parameter-shared student trains its shared matrices
+# and deltas in place; bad input is refused cleanly.
 set -u
 cd "$(dirname "$0")/.."
 . tests/lib/e2e.sh
@@ -126,6 +127,32 @@ a = {t.name: np.asarray(t.data) for t in GGUFReader(sys.argv[1]).tensors}
 b = {t.name: np.asarray(t.data) for t in GGUFReader(sys.argv[2]).tensors}
 sys.exit(0 if np.array_equal(a["token_embd.weight"], b["token_embd.weight"]) and not np.array_equal(a["blk.0.ffn_up.weight"], b["blk.0.ffn_up.weight"]) else 1)
 EOF2
+
+# 7b. a parameter-shared student (slimlm share): the shared matrices stay shared (one copy in the
+# table, gradients of every layer using them added), the deltas train and are written as deltas
+"$BIN" share -m "$TMP/t.gguf" -o "$TMP/sh.gguf" --groups 2 --rank 4 -q >/dev/null 2>&1
+check "share for the shared student exits 0" test $? -eq 0
+"$BIN" distill "${D[@]}" --student "$TMP/sh.gguf" -o "$TMP/sh0.gguf" --tokens 256 --lr 0 --min-lr 0 --type f32 >"$TMP/out" 2>&1
+check "shared student, lr 0: exits 0" test $? -eq 0
+"$BIN" logits -m "$TMP/sh.gguf" --ids 5,17,99,3,250,12 --out "$TMP/sh.lg" --isa ref -t 1 >/dev/null 2>&1
+"$BIN" logits -m "$TMP/sh0.gguf" --ids 5,17,99,3,250,12 --out "$TMP/sh0.lg" --isa ref -t 1 >/dev/null 2>&1
+check "shared student, lr 0: logits unchanged" cmp -s "$TMP/sh.lg" "$TMP/sh0.lg"
+"$BIN" distill "${D[@]}" --student "$TMP/sh.gguf" -o "$TMP/sh1.gguf" --tokens 1920 --lr 3e-3 --log "$TMP/sh.jsonl" >"$TMP/out" 2>&1
+check "shared student training exits 0" test $? -eq 0
+f=$(loss_of "$TMP/sh.jsonl" 1); l=$(loss_of "$TMP/sh.jsonl" 15)
+check "shared student: loss decreases: first $f, last $l" awk -v f="$f" -v l="$l" 'BEGIN {exit !(l < 0.9 * f)}'
+check "shared student: same tensors as its source (matrices once, deltas kept), layer map kept, weights changed" python3 - "$TMP/sh.gguf" "$TMP/sh1.gguf" <<'EOF'
+import sys, numpy as np
+from gguf import GGUFReader
+ra, rb = GGUFReader(sys.argv[1]), GGUFReader(sys.argv[2])
+a = {t.name: np.asarray(t.data, dtype=np.float64) for t in ra.tensors}
+b = {t.name: np.asarray(t.data, dtype=np.float64) for t in rb.tensors}
+ok = set(a) == set(b) and "blk.1.attn_q.weight" not in b and "blk.1.attn_q.delta_a" in b
+ok &= list(rb.fields["slimlm.share.layer_map"].parts[-1]) == list(ra.fields["slimlm.share.layer_map"].parts[-1])
+ok &= not np.allclose(a["blk.0.ffn_up.weight"], b["blk.0.ffn_up.weight"])
+ok &= not np.allclose(a["blk.1.ffn_up.delta_b"], b["blk.1.ffn_up.delta_b"])
+sys.exit(0 if ok else 1)
+EOF
 
 # 8. refused input: one-line error, exit 1, no output
 expect_error "student with another vocabulary" "$BIN" distill "${D[@]}" --student "$TMP/other.gguf" -o "$TMP/x.gguf"

@@ -392,6 +392,7 @@ typedef struct {
     int layers, rope_dim, lora;
     bool lora_only, freeze_embd;
     int threads;
+    bool share; /* layers in pairs share matrices (l uses l - l % 2); with lora > 0 the adapters are deltas */
 } variant;
 
 static void test_model(const variant *vr) {
@@ -415,6 +416,11 @@ static void test_model(const variant *vr) {
     tc.qkv_bias = vr->qwen2;
     tc.lora_rank = vr->lora;
     tc.lora_alpha = vr->lora ? 3.0f : 0.0f;
+    if (vr->share) {
+        tc.shared = true;
+        tc.deltas = vr->lora > 0;
+        for (int l = 0; l < vr->layers; l++) tc.share_map[l] = l - l % 2;
+    }
     model_ctx mc;
     /* allocated for a larger batch than used: strides must follow max_B / max_T */
     CHECK(slm_tmodel_create(&tc, MB + 1, MT + 2, NULL, &mc.m) == SLM_OK, "%s: create: %s", vr->label,
@@ -551,13 +557,15 @@ int main(void) {
     slm_pool_free(pool);
     test_table();
     const variant vs[] = {
-        {"llama untied", false, false, false, 3, 4, 0, false, false, 1},
-        {"qwen2 tied neox", true, true, true, 2, 2, 0, false, false, 3},
-        {"lora", false, false, false, 2, 4, 2, true, false, 1},
-        {"qwen2 lora tied", true, true, true, 2, 4, 3, true, false, 2},
-        {"lora all trainable", false, true, false, 1, 4, 2, false, false, 2},
-        {"freeze embd tied", false, true, false, 1, 4, 0, false, true, 1},
-        {"freeze embd untied", true, false, true, 2, 2, 0, false, true, 1},
+        {"llama untied", false, false, false, 3, 4, 0, false, false, 1, false},
+        {"qwen2 tied neox", true, true, true, 2, 2, 0, false, false, 3, false},
+        {"lora", false, false, false, 2, 4, 2, true, false, 1, false},
+        {"qwen2 lora tied", true, true, true, 2, 4, 3, true, false, 2, false},
+        {"lora all trainable", false, true, false, 1, 4, 2, false, false, 2, false},
+        {"freeze embd tied", false, true, false, 1, 4, 0, false, true, 1, false},
+        {"freeze embd untied", true, false, true, 2, 2, 0, false, true, 1, false},
+        {"shared pairs, deltas", false, true, false, 3, 4, 2, false, false, 2, true},
+        {"shared pairs qwen2, no deltas", true, false, true, 4, 2, 0, false, false, 1, true},
     };
     for (size_t i = 0; i < sizeof vs / sizeof *vs; i++) test_model(&vs[i]);
     return test_summary("train_grad");

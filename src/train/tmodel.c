@@ -170,26 +170,30 @@ static void build_table(slm_tmodel *m) {
         int *ix = m->pidx[l];
         for (int i = 0; i < P_LAYER_N; i++) ix[i] = -1;
 #define NM(s) (snprintf(nm, sizeof nm, "blk.%d." s, l), nm)
+        /* a layer sharing another's matrices points at that layer's table entries */
+        const int src = m->cfg.shared ? m->cfg.share_map[l] : l;
+        const bool own = src == l;
         ix[P_ATTN_NORM] = add_param(m, NM("attn_norm.weight"), 1, D, SLM_TP_VECTOR);
-        ix[P_WQ] = add_param(m, NM("attn_q.weight"), qd, D, SLM_TP_MATRIX);
+        ix[P_WQ] = own ? add_param(m, NM("attn_q.weight"), qd, D, SLM_TP_MATRIX) : m->pidx[src][P_WQ];
         if (m->cfg.qkv_bias) ix[P_BQ] = add_param(m, NM("attn_q.bias"), 1, qd, SLM_TP_VECTOR);
-        ix[P_WK] = add_param(m, NM("attn_k.weight"), kvd, D, SLM_TP_MATRIX);
+        ix[P_WK] = own ? add_param(m, NM("attn_k.weight"), kvd, D, SLM_TP_MATRIX) : m->pidx[src][P_WK];
         if (m->cfg.qkv_bias) ix[P_BK] = add_param(m, NM("attn_k.bias"), 1, kvd, SLM_TP_VECTOR);
-        ix[P_WV] = add_param(m, NM("attn_v.weight"), kvd, D, SLM_TP_MATRIX);
+        ix[P_WV] = own ? add_param(m, NM("attn_v.weight"), kvd, D, SLM_TP_MATRIX) : m->pidx[src][P_WV];
         if (m->cfg.qkv_bias) ix[P_BV] = add_param(m, NM("attn_v.bias"), 1, kvd, SLM_TP_VECTOR);
-        ix[P_WO] = add_param(m, NM("attn_output.weight"), D, qd, SLM_TP_MATRIX);
+        ix[P_WO] = own ? add_param(m, NM("attn_output.weight"), D, qd, SLM_TP_MATRIX) : m->pidx[src][P_WO];
         ix[P_FFN_NORM] = add_param(m, NM("ffn_norm.weight"), 1, D, SLM_TP_VECTOR);
-        ix[P_GATE] = add_param(m, NM("ffn_gate.weight"), F, D, SLM_TP_MATRIX);
-        ix[P_UP] = add_param(m, NM("ffn_up.weight"), F, D, SLM_TP_MATRIX);
-        ix[P_DOWN] = add_param(m, NM("ffn_down.weight"), D, F, SLM_TP_MATRIX);
+        ix[P_GATE] = own ? add_param(m, NM("ffn_gate.weight"), F, D, SLM_TP_MATRIX) : m->pidx[src][P_GATE];
+        ix[P_UP] = own ? add_param(m, NM("ffn_up.weight"), F, D, SLM_TP_MATRIX) : m->pidx[src][P_UP];
+        ix[P_DOWN] = own ? add_param(m, NM("ffn_down.weight"), D, F, SLM_TP_MATRIX) : m->pidx[src][P_DOWN];
 #undef NM
+        const bool delta = m->cfg.deltas;
         if (R > 0)
             for (int j = 0; j < L_N; j++) {
                 const slm_tparam *w = &m->params[ix[lin_weight[j]]];
-                snprintf(nm, sizeof nm, "blk.%d.%s.lora_a", l, lin_name[j]);
-                ix[P_LA + 2 * j] = add_param(m, nm, R, w->cols, SLM_TP_LORA);
-                snprintf(nm, sizeof nm, "blk.%d.%s.lora_b", l, lin_name[j]);
-                ix[P_LA + 2 * j + 1] = add_param(m, nm, w->rows, R, SLM_TP_LORA);
+                snprintf(nm, sizeof nm, "blk.%d.%s.%s", l, lin_name[j], delta ? "delta_a" : "lora_a");
+                ix[P_LA + 2 * j] = add_param(m, nm, R, w->cols, delta ? SLM_TP_DELTA : SLM_TP_LORA);
+                snprintf(nm, sizeof nm, "blk.%d.%s.%s", l, lin_name[j], delta ? "delta_b" : "lora_b");
+                ix[P_LA + 2 * j + 1] = add_param(m, nm, w->rows, R, delta ? SLM_TP_DELTA : SLM_TP_LORA);
             }
     }
     m->p_out_norm = add_param(m, "output_norm.weight", 1, D, SLM_TP_VECTOR);
@@ -215,6 +219,17 @@ static slm_status check_cfg(const slm_tcfg *t, int max_B, int max_T) {
         return slm_error(SLM_ERR_ARG, "tmodel: rope dimension %d invalid for head dimension %d", c->rope_dim,
                          c->head_dim);
     if (max_B < 1 || max_T < 1) return slm_error(SLM_ERR_ARG, "tmodel: batch %d x %d", max_B, max_T);
+    if (t->shared) {
+        if (c->n_layers > SLM_TMAX_SHARED_LAYERS)
+            return slm_error(SLM_ERR_ARG, "tmodel: sharing supports up to %d layers", SLM_TMAX_SHARED_LAYERS);
+        for (int l = 0; l < c->n_layers; l++) {
+            const int s = t->share_map[l];
+            if (s < 0 || s > l || t->share_map[s] != s)
+                return slm_error(SLM_ERR_ARG, "tmodel: layer %d shares layer %d's matrices (must be an earlier layer that keeps its own)", l, s);
+        }
+    }
+    if (t->deltas && (!t->shared || t->lora_rank < 1))
+        return slm_error(SLM_ERR_ARG, "tmodel: per-layer deltas need a shared model and a rank");
     if (t->lora_rank < 0 || t->lora_rank > 4096) return slm_error(SLM_ERR_ARG, "tmodel: LoRA rank %d", t->lora_rank);
     const double big = (double)max_B * max_T * (c->n_heads > c->ffn_dim ? c->n_heads : c->ffn_dim) * c->n_layers;
     if ((double)max_B * max_T > 1e8 || (double)max_B * c->n_heads * max_T * max_T * c->n_layers > 4e10 || big > 4e10)
@@ -239,7 +254,7 @@ slm_status slm_tmodel_create(const slm_tcfg *cfg, int max_B, int max_T, slm_pool
     m->pool = pool;
     const slm_config *c = &m->cfg.cfg;
     const int L = c->n_layers, R = cfg->lora_rank;
-    m->lora_scale = R > 0 ? (cfg->lora_alpha > 0 ? cfg->lora_alpha : (float)R) / (float)R : 0.0f;
+    m->lora_scale = cfg->deltas ? 1.0f : R > 0 ? (cfg->lora_alpha > 0 ? cfg->lora_alpha : (float)R) / (float)R : 0.0f;
     const int n_tab = 1 + L * (P_LAYER_N) + 2;
     m->params = calloc((size_t)n_tab, sizeof *m->params);
     m->pidx = calloc((size_t)L, sizeof *m->pidx);
@@ -263,7 +278,7 @@ slm_status slm_tmodel_create(const slm_tcfg *cfg, int max_B, int max_T, slm_pool
             t->lora_b[j] = wp(m, ix[P_LA + 2 * j + 1]);
         }
     }
-    slm_tmodel_set_trainable(m, R > 0, false);
+    slm_tmodel_set_trainable(m, R > 0 && !cfg->deltas, false);
 
     const size_t D = (size_t)c->dim, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
     const size_t F = (size_t)c->ffn_dim, Ls = (size_t)L, att = (size_t)max_B * c->n_heads * max_T * max_T;
@@ -400,6 +415,16 @@ void slm_tmodel_cfg_from(const struct slm_model *src, int n_layers, int lora_ran
     out->qkv_bias = src->cfg.n_layers > 0 && src->layers[0].bq != NULL;
     out->lora_rank = lora_rank;
     out->lora_alpha = lora_alpha;
+    const bool sharing = src->n_shared > 0 || src->max_delta_rank > 0;
+    if (sharing && n_layers == src->cfg.n_layers && lora_rank == 0 && n_layers <= SLM_TMAX_SHARED_LAYERS) {
+        out->shared = true;
+        for (int l = 0; l < n_layers; l++) out->share_map[l] = src->layers[l].share_src;
+        if (src->max_delta_rank > 0) {
+            out->deltas = true;
+            out->lora_rank = src->max_delta_rank;
+            out->lora_alpha = 0;
+        }
+    }
 }
 
 slm_status slm_tmodel_load(slm_tmodel *m, const struct slm_model *src, const int *layer_map, uint64_t seed) {
@@ -410,6 +435,8 @@ slm_status slm_tmodel_load(slm_tmodel *m, const struct slm_model *src, const int
                          "head dim %d/%d, vocab %d/%d)", c->dim, sc->dim, c->ffn_dim, sc->ffn_dim, c->n_heads,
                          sc->n_heads, c->n_kv_heads, sc->n_kv_heads, c->head_dim, sc->head_dim, c->vocab_size,
                          sc->vocab_size);
+    if (m->cfg.shared && layer_map)
+        return slm_error(SLM_ERR_ARG, "tmodel load: a shared model loads whole (no layer map)");
     if (!layer_map && sc->n_layers != c->n_layers)
         return slm_error(SLM_ERR_ARG, "tmodel load: %d source layers for %d layers and no layer map", sc->n_layers,
                          c->n_layers);
@@ -437,21 +464,34 @@ slm_status slm_tmodel_load(slm_tmodel *m, const struct slm_model *src, const int
         const int *ix = m->pidx[l];
         const int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
         load_vec(wp(m, ix[P_ATTN_NORM]), S->attn_norm, c->dim);
-        load_mat(wp(m, ix[P_WQ]), &S->wq, row);
-        load_mat(wp(m, ix[P_WK]), &S->wk, row);
-        load_mat(wp(m, ix[P_WV]), &S->wv, row);
+        /* a layer using another's matrices: they were loaded with that layer */
+        const bool own = !m->cfg.shared || m->cfg.share_map[l] == l;
+        if (own) {
+            load_mat(wp(m, ix[P_WQ]), &S->wq, row);
+            load_mat(wp(m, ix[P_WK]), &S->wk, row);
+            load_mat(wp(m, ix[P_WV]), &S->wv, row);
+        }
         if (m->cfg.qkv_bias) {
             load_vec(wp(m, ix[P_BQ]), S->bq, qd);
             load_vec(wp(m, ix[P_BK]), S->bk, kvd);
             load_vec(wp(m, ix[P_BV]), S->bv, kvd);
         }
-        load_mat(wp(m, ix[P_WO]), &S->wo, row);
+        if (own) load_mat(wp(m, ix[P_WO]), &S->wo, row);
         load_vec(wp(m, ix[P_FFN_NORM]), S->ffn_norm, c->dim);
-        load_mat(wp(m, ix[P_GATE]), &S->w_gate, row);
-        load_mat(wp(m, ix[P_UP]), &S->w_up, row);
-        load_mat(wp(m, ix[P_DOWN]), &S->w_down, row);
+        if (own) {
+            load_mat(wp(m, ix[P_GATE]), &S->w_gate, row);
+            load_mat(wp(m, ix[P_UP]), &S->w_up, row);
+            load_mat(wp(m, ix[P_DOWN]), &S->w_down, row);
+        }
         slm_status st = SLM_OK;
-        for (int j = 0; j < L_N && !st; j++) {
+        if (m->cfg.shared && S->share_src != m->cfg.share_map[l])
+            st = slm_error(SLM_ERR_ARG, "tmodel load: layer %d's sharing differs from the source's", l);
+        for (int j = 0; j < L_N && !st && m->cfg.shared && !m->cfg.deltas; j++)
+            if (S->delta[j].rank > 0) st = slm_error(SLM_ERR_ARG, "tmodel load: layer %d has deltas the model has no room for", l);
+        for (int j = 0; j < L_N && !st && m->cfg.deltas; j++)
+            if (S->delta[j].rank > m->cfg.lora_rank)
+                st = slm_error(SLM_ERR_ARG, "tmodel load: layer %d has a delta of rank %d > %d", l, S->delta[j].rank, m->cfg.lora_rank);
+        for (int j = 0; j < L_N && !st && !m->cfg.shared; j++) {
             const slm_tparam *w = &m->params[ix[lin_weight[j]]];
             st = fold_delta(m->w + w->offset, &S->delta[j], w->rows, w->cols);
         }
@@ -461,6 +501,27 @@ slm_status slm_tmodel_load(slm_tmodel *m, const struct slm_model *src, const int
         }
         for (int j = 0; j < L_N && m->cfg.lora_rank > 0; j++) {
             const slm_tparam *a = &m->params[ix[P_LA + 2 * j]], *b = &m->params[ix[P_LA + 2 * j + 1]];
+            if (m->cfg.deltas && S->delta[j].rank > 0) {
+                /* the stored delta, in the first rank rows of A / columns of B */
+                const int r = S->delta[j].rank, R = m->cfg.lora_rank;
+                float *tmp = malloc((size_t)(a->cols > r ? a->cols : r) * sizeof *tmp);
+                if (!tmp) {
+                    free(row);
+                    return slm_error(SLM_ERR_NOMEM, "tmodel load: out of memory");
+                }
+                memset(m->w + a->offset, 0, a->n * sizeof(treal));
+                memset(m->w + b->offset, 0, b->n * sizeof(treal));
+                for (int k = 0; k < r; k++) {
+                    slm_mat_row(&S->delta[j].a, k, tmp);
+                    for (int64_t i = 0; i < a->cols; i++) m->w[a->offset + (size_t)k * a->cols + i] = tmp[i];
+                }
+                for (int64_t o = 0; o < b->rows; o++) {
+                    slm_mat_row(&S->delta[j].b, o, tmp);
+                    for (int k = 0; k < r; k++) m->w[b->offset + (size_t)o * R + k] = tmp[k];
+                }
+                free(tmp);
+                continue;
+            }
             uint64_t st = seed ^ (0x5EEDull + (uint64_t)(l * L_N + j) * 0x100000001B3ull);
             const double sd = 1.0 / sqrt((double)a->cols);
             for (size_t i = 0; i < a->n; i++) m->w[a->offset + i] = (treal)(sd * normal(&st));
@@ -616,7 +677,7 @@ void slm_tmodel_backward(slm_tmodel *m, treal *dlogits) {
 
 void slm_tmodel_merge_lora(slm_tmodel *m) {
     const int R = m->cfg.lora_rank;
-    if (R <= 0) return;
+    if (R <= 0 || m->cfg.deltas) return;
     for (int l = 0; l < m->cfg.cfg.n_layers; l++)
         for (int j = 0; j < L_N; j++) {
             const int *ix = m->pidx[l];

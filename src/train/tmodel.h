@@ -24,15 +24,25 @@
 
 struct slm_model;
 
+#define SLM_TMAX_SHARED_LAYERS 512
+
 typedef struct {
     slm_config cfg;    /* architecture; cfg.n_layers is the student's layer count, cfg.vocab_size set */
     bool tied;         /* output head = token embedding */
     bool qkv_bias;     /* q/k/v biases (qwen2) */
     int lora_rank;     /* 0: no adapters */
     float lora_alpha;  /* adapter scale alpha / rank (0: alpha = rank) */
+    /* Parameter sharing (model/model.h): layer l uses the seven matrices of layer
+     * share_map[l] (<= l; a source maps to itself), which exist once in the table and collect
+     * the gradients of every layer using them. With deltas, the rank-lora_rank adapters are
+     * the per-layer low-rank deltas (scale 1, kind SLM_TP_DELTA, named blk.N.NAME.delta_a /
+     * _b): trained with everything else and kept, not merged, at export. */
+    bool shared;
+    bool deltas;
+    int share_map[SLM_TMAX_SHARED_LAYERS];
 } slm_tcfg;
 
-typedef enum { SLM_TP_MATRIX = 0, SLM_TP_VECTOR = 1, SLM_TP_LORA = 2 } slm_tparam_kind;
+typedef enum { SLM_TP_MATRIX = 0, SLM_TP_VECTOR = 1, SLM_TP_LORA = 2, SLM_TP_DELTA = 3 } slm_tparam_kind;
 
 typedef struct {
     char name[64];        /* GGUF name ("blk.3.attn_q.weight"); adapters "blk.3.attn_q.lora_a" / "_b" */
@@ -74,7 +84,9 @@ const slm_tparam *slm_tmodel_find(const slm_tmodel *m, const char *name);
  * layer count). Shapes must match cfg. LoRA adapters start as A small random (seeded), B zero,
  * so the adapted model equals the source at step 0. */
 slm_status slm_tmodel_load(slm_tmodel *m, const struct slm_model *src, const int *layer_map, uint64_t seed);
-/* The config a student of src with n_layers layers (and optional LoRA) would have. */
+/* The config a student of src with n_layers layers (and optional LoRA) would have. A
+ * parameter-shared src used whole (n_layers = its layer count, no LoRA) gives a shared
+ * config: its layer map, and its deltas as trainable adapters of its largest delta rank. */
 void slm_tmodel_cfg_from(const struct slm_model *src, int n_layers, int lora_rank, float lora_alpha, slm_tcfg *out);
 
 /* Trainable sets: everything (adapters are absent without LoRA), or with LoRA only the
@@ -91,7 +103,8 @@ void slm_tmodel_zero_grad(slm_tmodel *m);
  * tensors, given dlogits [B*T][vocab] (overwritten as scratch). */
 void slm_tmodel_backward(slm_tmodel *m, treal *dlogits);
 
-/* Fold the LoRA adapters into the base weights (W += (alpha/R) B A) and zero the B's. */
+/* Fold the LoRA adapters into the base weights (W += (alpha/R) B A) and zero the B's. Does
+ * nothing for per-layer deltas of a shared model. */
 void slm_tmodel_merge_lora(slm_tmodel *m);
 
 #endif
