@@ -72,8 +72,46 @@ typedef struct {
     size_t n_state;
     uint64_t *offsets;  /* [A*B] of the current step */
     slm_candidate *cand; /* [V] */
+    double *part;       /* [N / LOSS_CHUNK + 1] per-chunk loss sums */
     double teacher_s;   /* time spent in fill_sequence */
 } dstate;
+
+/* Losses over rows in chunks of LOSS_CHUNK rows on the pool; the chunk sums are added in
+ * order, so the result does not depend on the thread count. */
+enum { LOSS_CHUNK = 8 };
+
+typedef struct {
+    dstate *st;
+    slm_distill_loss kind; /* KL, RKL or CE */
+    int N;
+    float temp;
+    double scale;
+    treal *dl; /* NULL: value only */
+} loss_job;
+
+static void loss_task(void *arg, int ith, int nth) {
+    const loss_job *j = arg;
+    const dstate *st = j->st;
+    const int V = st->V, n_chunks = (j->N + LOSS_CHUNK - 1) / LOSS_CHUNK;
+    for (int c = ith; c < n_chunks; c += nth) {
+        const int r0 = c * LOSS_CHUNK, n = j->N - r0 < LOSS_CHUNK ? j->N - r0 : LOSS_CHUNK;
+        const size_t off = (size_t)r0 * V;
+        treal *dl = j->dl ? j->dl + off : NULL;
+        switch (j->kind) {
+        case SLM_DL_KL: st->part[c] = slm_t_kl_loss(st->logits + off, st->tl + off, n, V, j->temp, j->scale, dl); break;
+        case SLM_DL_RKL: st->part[c] = slm_t_rkl_loss(st->logits + off, st->tl + off, n, V, j->temp, j->scale, dl); break;
+        default: st->part[c] = slm_t_ce_loss(st->logits + off, st->targets + r0, n, V, j->scale, dl); break;
+        }
+    }
+}
+
+static double loss_rows(dstate *st, slm_distill_loss kind, int N, float temp, double scale, treal *dl) {
+    loss_job j = {st, kind, N, temp, scale, dl};
+    slm_pool_run(st->pool, loss_task, &j);
+    double sum = 0;
+    for (int c = 0; c < (N + LOSS_CHUNK - 1) / LOSS_CHUNK; c++) sum += st->part[c];
+    return sum;
+}
 
 /* Sequence b of micro-batch a of step s: input, targets and teacher logits (rows of L). */
 static slm_status fill_sequence(dstate *st, int64_t step, int a, int b, int32_t *in, int32_t *tgt, float *tl) {
@@ -126,13 +164,12 @@ static slm_status train_step(dstate *st, int64_t s, double *loss, double *norm, 
         slm_tmodel_forward(st->m, st->tokens, st->B, st->L, st->logits);
         memset(st->dlogits, 0, (size_t)N * V * sizeof *st->dlogits);
         switch (p->loss) {
-        case SLM_DL_KL: sum += slm_t_kl_loss(st->logits, st->tl, N, V, p->temp, scale, st->dlogits); break;
-        case SLM_DL_RKL: sum += slm_t_rkl_loss(st->logits, st->tl, N, V, p->temp, scale, st->dlogits); break;
-        case SLM_DL_CE: sum += slm_t_ce_loss(st->logits, st->targets, N, V, scale, st->dlogits); break;
+        case SLM_DL_KL:
+        case SLM_DL_RKL:
+        case SLM_DL_CE: sum += loss_rows(st, p->loss, N, p->temp, scale, st->dlogits); break;
         case SLM_DL_MIX:
-            if (w < 1)
-                sum += (1.0 - w) * slm_t_kl_loss(st->logits, st->tl, N, V, p->temp, scale * (1.0 - w), st->dlogits);
-            if (w > 0) sum += w * slm_t_ce_loss(st->logits, st->targets, N, V, scale * w, st->dlogits);
+            if (w < 1) sum += (1.0 - w) * loss_rows(st, SLM_DL_KL, N, p->temp, scale * (1.0 - w), st->dlogits);
+            if (w > 0) sum += w * loss_rows(st, SLM_DL_CE, N, p->temp, scale * w, st->dlogits);
             break;
         }
         slm_tmodel_backward(st->m, st->dlogits);
@@ -166,7 +203,7 @@ static slm_status train_step(dstate *st, int64_t s, double *loss, double *norm, 
 
 /* KL (tau 1) and CE of the student against the teacher over held-out windows of L. */
 static slm_status evaluate(dstate *st, double *kl, double *ce, long *n_tok) {
-    const int L = st->L, V = st->V;
+    const int L = st->L;
     const slm_distill_data *d = st->d;
     int64_t budget = st->p->eval_tokens;
     const size_t usable = d->n_eval > 0 ? d->n_eval - 1 : 0;
@@ -183,8 +220,8 @@ static slm_status evaluate(dstate *st, double *kl, double *ce, long *n_tok) {
         slm_ctx_truncate(st->t, 0);
         if (s) return s;
         slm_tmodel_forward(st->m, st->tokens, 1, L, st->logits);
-        skl += slm_t_kl_loss(st->logits, st->tl, L, V, 1.0f, 0.0, NULL);
-        sce += slm_t_ce_loss(st->logits, st->targets, L, V, 0.0, NULL);
+        skl += loss_rows(st, SLM_DL_KL, L, 1.0f, 0.0, NULL);
+        sce += loss_rows(st, SLM_DL_CE, L, 1.0f, 0.0, NULL);
     }
     *n_tok = (long)(n_win * L);
     *kl = n_win ? skl / (double)*n_tok : NAN;
@@ -299,8 +336,9 @@ slm_status slm_distill_run(slm_tmodel *student, slm_ctx *teacher, const slm_dist
     st.vs = calloc(st.n_state ? st.n_state : 1, sizeof *st.vs);
     st.offsets = calloc((size_t)st.A * st.B, sizeof *st.offsets);
     st.cand = malloc((size_t)st.V * sizeof *st.cand);
+    st.part = malloc(((size_t)st.N / LOSS_CHUNK + 1) * sizeof *st.part);
     if (!config || !st.tokens || !st.targets || !st.tl || !st.logits || !st.dlogits || !st.ms || !st.vs ||
-        !st.offsets || !st.cand) {
+        !st.offsets || !st.cand || !st.part) {
         s = slm_error(SLM_ERR_NOMEM, "distill: out of memory (batch of %d x %d positions of %d logits)", st.B, st.L,
                       st.V);
         goto done;
@@ -376,5 +414,6 @@ done:
     free(st.vs);
     free(st.offsets);
     free(st.cand);
+    free(st.part);
     return s;
 }
