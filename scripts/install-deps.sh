@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what slimlm needs on a fresh Debian machine: a C toolchain (gcc, make), clang for the
-# fuzzer, nginx for the replicated-serving test, and Python with numpy + gguf + autograd for the
+# fuzzer, nginx for the replicated-serving test, gnuplot for report figures, and Python with numpy + gguf + autograd for the
 # test oracles. Skips what is already there.
 # Usage: scripts/install-deps.sh [--build-only]
 set -euo pipefail
@@ -20,6 +20,8 @@ if [ $build_only = 0 ]; then
   # the load balancer of the replicated-serving test (deploy/) and its JavaScript module
   command -v nginx >/dev/null 2>&1 || need_apt+=(nginx-light)
   dpkg -s libnginx-mod-http-js >/dev/null 2>&1 || need_apt+=(libnginx-mod-http-js)
+  # the figures of `slimlm report` (pngcairo terminal)
+  command -v gnuplot >/dev/null 2>&1 || need_apt+=(gnuplot-nox)
   # libFuzzer and the sanitizer runtimes for clang
   if command -v clang >/dev/null 2>&1; then
     rt=$(clang -print-resource-dir 2>/dev/null)/lib/linux/libclang_rt.fuzzer-x86_64.a

@@ -18,28 +18,37 @@
 #include "eval/report.h"
 
 static const char *const usage =
-    "usage: slimlm eval -m MODEL [-m MODEL2 ...] [--base ORIG] -f TEXT [options]\n"
+    "usage: slimlm eval [-m] MODEL [[-m] MODEL2 ...] [--base ORIG] -f TEXT [options]\n"
     "\n"
     "One row per model: file size, bits per weight (all tensors, and the 2-D weight matrices\n"
     "only), perplexity on TEXT (the same windows for every model, as `slimlm perplexity`), and\n"
     "with --base: KL(base||model) mean and p99, top-1 agreement with the base and the\n"
     "perplexity ratio. The base model is a row too; its KL columns show '-' (not measured),\n"
-    "and its perplexity is the one recorded in its top-k file.\n"
+    "and its perplexity is the one recorded in its top-k file. With --pp / --tg: prompt and\n"
+    "generation speed. Peak memory: the process's peak resident size (VmHWM, which counts the\n"
+    "weight pages read from the mapped file) while that model was loaded and evaluated; the\n"
+    "kernel's peak is reset before each model (/proc/self/clear_refs), so one run measures each\n"
+    "model on its own. JSON also has peak_delta_mib: the same minus the resident size before\n"
+    "loading (the model's own share). The table shows it beside the speed columns.\n"
     "\n"
     "The base's top-k file is computed once and cached in\n"
     "${SLIMLM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/slimlm}/klbase/, named by the SHA-256 of\n"
     "the base model's digest, the text's digest, --ctx, --chunks, top-k and --kv-type. A cached\n"
     "file whose digest does not match its record is deleted and computed again.\n"
     "\n"
-    "  -m, --model PATH     a model to evaluate (repeat for several; default: the fetched\n"
+    "  -m, --model PATH     a model to evaluate (repeat for several, or give the paths without\n"
+    "                       -m; default: the fetched\n"
     "                       SmolLM2-135M-Instruct)\n"
     "  --base PATH          the reference model for KL and top-1 agreement\n"
     "  -f, --file PATH      text to evaluate (e.g. ../shared/data/wikitext2-test.txt)\n"
     "  --ctx N              window size in tokens (default 512)\n"
     "  --chunks N           evaluate only the first N windows (default: all)\n"
     "  --tg N               also measure generation speed tgN, median of 3 runs (default 0: off)\n"
+    "  --pp N               also measure prompt speed ppN (N tokens in one pass), median of 3\n"
+    "                       runs (default 0: off; 512 is the usual pp512)\n"
     "  --no-cache           compute the base file in a temporary directory, ignore the cache\n"
     "  --json FILE          also write all rows as JSON (written atomically)\n"
+    "  --csv FILE           also write all rows as CSV (written atomically)\n"
     "  -t, --threads N      worker threads (default: all CPUs)\n"
     "  --kv-type T          KV cache element type: f16 (default) or f32\n"
     "  --isa NAME           kernels: avx512, avx2, scalar, or ref (default: the best this CPU has)\n"
@@ -59,7 +68,7 @@ typedef struct {
     const char *text;
     size_t text_len;
     slm_ppl_params pp;
-    int tg;
+    int tg, pp_tokens;
     /* filled from the first context created */
     char isa[32];
     int threads;
@@ -89,7 +98,11 @@ static bool eval_model(eval_opts *o, const char *path, bool ppl, const char *sav
     cli_engine_opts eo = o->eo;
     eo.model = path;
     eo.ctx.n_ctx = o->pp.n_ctx > o->tg ? o->pp.n_ctx : o->tg;
+    if (o->pp_tokens > eo.ctx.n_ctx) eo.ctx.n_ctx = o->pp_tokens;
     eo.ctx.max_batch = o->pp.n_ctx < 512 ? o->pp.n_ctx : 512;
+    if (o->pp_tokens > eo.ctx.max_batch) eo.ctx.max_batch = o->pp_tokens < 512 ? o->pp_tokens : 512;
+    uint64_t rss0 = 0, hwm = 0;
+    bool mem = slm_mem_reset_peak() && slm_mem_read(&rss0, &hwm);
     cli_engine e;
     if (!cli_engine_load(cmd, &eo, ppl, &e)) return false;
     if (!o->isa[0]) {
@@ -146,6 +159,23 @@ static bool eval_model(eval_opts *o, const char *path, bool ppl, const char *sav
         }
         row->has_tg = true;
         row->tg = st.median;
+    }
+    if (o->pp_tokens > 0) {
+        slm_bench_params bp = {.kind = SLM_BENCH_PP, .n_tokens = o->pp_tokens, .reps = TG_REPS, .warmup = 1, .seed = 1};
+        slm_bench_stats st;
+        fprintf(stderr, "eval: %s: pp%d, %d runs\n", base_name(path), o->pp_tokens, TG_REPS);
+        if ((s = slm_bench_run(e.ctx, &bp, NULL, &st))) {
+            cli_fail(cmd, "%s: %s", path, slm_last_error());
+            goto out;
+        }
+        row->has_pp = true;
+        row->pp = st.median;
+    }
+    uint64_t rss1;
+    if (mem && slm_mem_read(&rss1, &hwm)) {
+        row->has_mem = true;
+        row->peak_rss = hwm;
+        row->peak_delta = hwm > rss0 ? hwm - rss0 : 0;
     }
     ok = true;
 out:
@@ -257,9 +287,9 @@ static bool write_json(const char *path, const eval_opts *o, const char *base, c
     char tsha[65];
     slm_sha256_hex(o->text, o->text_len, tsha);
     slm_sb_printf(&js, ", \"text_sha256\": \"%s\", \"ctx\": %d, \"chunks\": %d, \"top_k\": %d, \"kv_type\": \"%s\", "
-                       "\"kernels\": \"%s\", \"threads\": %d, \"tg_tokens\": %d,\n  \"base\": ",
+                       "\"kernels\": \"%s\", \"threads\": %d, \"tg_tokens\": %d, \"pp_tokens\": %d,\n  \"base\": ",
                   tsha, o->pp.n_ctx, o->pp.n_chunks, o->pp.top_k, o->eo.ctx.kv_type == SLM_KV_F32 ? "f32" : "f16",
-                  o->isa, o->threads, o->tg);
+                  o->isa, o->threads, o->tg, o->pp_tokens);
     if (base) {
         slm_sb_json_str(&js, base);
         slm_sb_printf(&js, ", \"base_sha256\": \"%s\", \"base_key\": \"%s\", \"base_file\": ", b->model_sha, b->key);
@@ -287,9 +317,27 @@ static bool write_json(const char *path, const eval_opts *o, const char *base, c
     return true;
 }
 
+static bool write_csv(const char *path, const slm_report_row *rows, int n) {
+    slm_sb b = {0};
+    slm_report_csv(&b, rows, n);
+    if (b.oom) {
+        slm_sb_free(&b);
+        return cli_fail(cmd, "out of memory"), false;
+    }
+    slm_afile f;
+    slm_status s = slm_afile_open(&f, path);
+    if (!s) {
+        slm_afile_write(&f, b.p, b.len);
+        s = slm_afile_commit(&f);
+    }
+    slm_sb_free(&b);
+    if (s) return cli_fail_status(cmd, s), false;
+    return true;
+}
+
 int cmd_eval(int argc, char **argv) {
     eval_opts o = {.pp = {.n_ctx = 512, .top_k = BASE_TOP_K, .progress = true}};
-    const char *models[MAX_MODELS], *base = NULL, *json = NULL;
+    const char *models[MAX_MODELS], *base = NULL, *json = NULL, *csv = NULL;
     int n_models = 0;
     bool no_cache = false;
     long v;
@@ -299,6 +347,11 @@ int cmd_eval(int argc, char **argv) {
             if (!(val = cli_value(cmd, argc, argv, &i))) return 1;
             if (n_models == MAX_MODELS) return cli_fail(cmd, "at most %d models", MAX_MODELS);
             models[n_models++] = val;
+            continue;
+        }
+        if (a[0] != '-') {
+            if (n_models == MAX_MODELS) return cli_fail(cmd, "at most %d models", MAX_MODELS);
+            models[n_models++] = a;
             continue;
         }
         int r = cli_engine_flag(cmd, argc, argv, &i, &o.eo);
@@ -320,6 +373,11 @@ int cmd_eval(int argc, char **argv) {
         } else if (!strcmp(a, "--tg")) {
             if (!(val = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, val, 0, 1 << 15, &v)) return 1;
             o.tg = (int)v;
+        } else if (!strcmp(a, "--pp")) {
+            if (!(val = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, val, 0, 1 << 15, &v)) return 1;
+            o.pp_tokens = (int)v;
+        } else if (!strcmp(a, "--csv")) {
+            if (!(csv = cli_value(cmd, argc, argv, &i))) return 1;
         } else if (!strcmp(a, "--no-cache")) {
             no_cache = true;
         } else if (!strcmp(a, "--json")) {
@@ -367,8 +425,9 @@ int cmd_eval(int argc, char **argv) {
     printf("%s: %d windows of %d, %ld tokens scored per model; kernels %s, %d threads, kv %s\n", o.text_path,
            o.n_windows, o.pp.n_ctx, rows[n_rows - 1].n_scored, o.isa, o.threads,
            o.eo.ctx.kv_type == SLM_KV_F32 ? "f32" : "f16");
-    slm_report_table(stdout, rows, n_rows, base != NULL, o.tg);
+    slm_report_table(stdout, rows, n_rows, base != NULL, o.tg, o.pp_tokens);
     if (json && !write_json(json, &o, base, &bf, rows, n_rows)) goto out;
+    if (csv && !write_csv(csv, rows, n_rows)) goto out;
     rc = 0;
 out:
     if (bf.tmpdir[0]) {

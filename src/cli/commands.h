@@ -19,5 +19,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_pack(int argc, char **argv);
 int cmd_unpack(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
+int cmd_compress(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 #endif

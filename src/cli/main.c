@@ -26,6 +26,8 @@ static const struct {
     {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching"},
     {"pack", cmd_pack, "lossless entropy-coded model file (loads directly; zstd or own coder)"},
     {"unpack", cmd_unpack, "restore the original GGUF file of a packed model, byte for byte"},
+    {"compress", cmd_compress, "run a recipe of steps (prune, distill, awq, quantize, cluster, pack); model card"},
+    {"report", cmd_report, "HTML page and PNG figures (gnuplot) from eval JSON: KL vs bits, Pareto frontier"},
 };
 
 static void usage(FILE *f) {

@@ -57,17 +57,22 @@ static void cell(FILE *f, bool has, int width, int prec, double v) {
     else fprintf(f, " %*s", width, "-");
 }
 
-void slm_report_table(FILE *f, const slm_report_row *rows, int n, bool with_kl, int tg_tokens) {
+void slm_report_table(FILE *f, const slm_report_row *rows, int n, bool with_kl, int tg_tokens, int pp_tokens) {
     int w = 5;
+    bool mem = false;
+    for (int i = 0; i < n && (tg_tokens > 0 || pp_tokens > 0); i++) mem = mem || rows[i].has_mem;
     for (int i = 0; i < n; i++) {
         int l = (int)strlen(rows[i].name) + (rows[i].is_base ? 7 : 0);
         if (l > w) w = l;
     }
-    char tg[32];
+    char tg[32], pp[32];
     snprintf(tg, sizeof tg, "tg%d t/s", tg_tokens);
+    snprintf(pp, sizeof pp, "pp%d t/s", pp_tokens);
     fprintf(f, "%-*s %9s %6s %7s %9s", w, "model", "size MiB", "bpw", "mat bpw", "ppl");
     if (with_kl) fprintf(f, " %10s %10s %7s %9s", "KL mean", "KL p99", "top-1", "ppl ratio");
+    if (pp_tokens > 0) fprintf(f, " %10s", pp);
     if (tg_tokens > 0) fprintf(f, " %10s", tg);
+    if (mem) fprintf(f, " %9s", "peak MiB");
     fputc('\n', f);
     for (int i = 0; i < n; i++) {
         const slm_report_row *r = &rows[i];
@@ -81,7 +86,9 @@ void slm_report_table(FILE *f, const slm_report_row *rows, int n, bool with_kl, 
             cell(f, r->has_kl, 7, 4, r->top1);
             cell(f, r->has_kl, 9, 5, r->ppl_ratio);
         }
+        if (pp_tokens > 0) cell(f, r->has_pp, 10, 2, r->pp);
         if (tg_tokens > 0) cell(f, r->has_tg, 10, 2, r->tg);
+        if (mem) cell(f, r->has_mem, 9, 1, (double)r->peak_rss / (1024.0 * 1024.0));
         fputc('\n', f);
     }
 }
@@ -119,7 +126,73 @@ void slm_report_json_rows(slm_sb *b, const slm_report_row *rows, int n) {
         jnum(b, "top1_agree", r->has_kl, "%.6f", r->top1);
         jnum(b, "ppl_ratio", r->has_kl, "%.6f", r->ppl_ratio);
         jnum(b, "tg_tokens_per_s", r->has_tg, "%.2f", r->tg);
+        jnum(b, "pp_tokens_per_s", r->has_pp, "%.2f", r->pp);
+        jnum(b, "peak_rss_mib", r->has_mem, "%.2f", (double)r->peak_rss / (1024.0 * 1024.0));
+        jnum(b, "peak_delta_mib", r->has_mem, "%.2f", (double)r->peak_delta / (1024.0 * 1024.0));
         slm_sb_printf(b, "}");
     }
     slm_sb_printf(b, "%s]", n ? "\n  " : "");
+}
+
+/* ---- CSV ---- */
+
+static void csv_num(slm_sb *b, bool has, const char *fmt, double v) {
+    slm_sb_printf(b, ",");
+    if (has) slm_sb_printf(b, fmt, v);
+}
+
+/* A CSV field: quoted when it holds a comma, quote or line break. */
+static void csv_str(slm_sb *b, const char *s) {
+    if (!strpbrk(s, ",\"\r\n")) {
+        slm_sb_printf(b, "%s", s);
+        return;
+    }
+    slm_sb_printf(b, "\"");
+    for (; *s; s++) slm_sb_printf(b, *s == '"' ? "\"\"" : "%c", *s);
+    slm_sb_printf(b, "\"");
+}
+
+void slm_report_csv(slm_sb *b, const slm_report_row *rows, int n) {
+    slm_sb_printf(b, "name,path,is_base,file_bytes,bpw,matrix_bpw,ppl,kl_mean,kl_p99,top1_agree,ppl_ratio,"
+                     "pp_tokens_per_s,tg_tokens_per_s,peak_rss_mib,peak_delta_mib\n");
+    for (int i = 0; i < n; i++) {
+        const slm_report_row *r = &rows[i];
+        csv_str(b, r->name);
+        slm_sb_printf(b, ",");
+        csv_str(b, r->path);
+        slm_sb_printf(b, ",%d,%llu,%.6f,%.6f", r->is_base ? 1 : 0, (unsigned long long)r->file_bytes, r->bpw, r->mat_bpw);
+        csv_num(b, r->has_ppl, "%.6f", r->ppl);
+        csv_num(b, r->has_kl, "%.8f", r->kl_mean);
+        csv_num(b, r->has_kl, "%.8f", r->kl_p99);
+        csv_num(b, r->has_kl, "%.6f", r->top1);
+        csv_num(b, r->has_kl, "%.6f", r->ppl_ratio);
+        csv_num(b, r->has_pp, "%.2f", r->pp);
+        csv_num(b, r->has_tg, "%.2f", r->tg);
+        csv_num(b, r->has_mem, "%.2f", (double)r->peak_rss / (1024.0 * 1024.0));
+        csv_num(b, r->has_mem, "%.2f", (double)r->peak_delta / (1024.0 * 1024.0));
+        slm_sb_printf(b, "\n");
+    }
+}
+
+/* ---- peak memory ---- */
+
+bool slm_mem_reset_peak(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return false;
+    bool ok = fputs("5", f) >= 0;
+    return fclose(f) == 0 && ok;
+}
+
+bool slm_mem_read(uint64_t *rss, uint64_t *hwm) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return false;
+    char line[256];
+    int found = 0;
+    unsigned long long kb;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "VmRSS: %llu kB", &kb) == 1) *rss = (uint64_t)kb * 1024, found |= 1;
+        else if (sscanf(line, "VmHWM: %llu kB", &kb) == 1) *hwm = (uint64_t)kb * 1024, found |= 2;
+    }
+    fclose(f);
+    return found == 3;
 }

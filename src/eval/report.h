@@ -34,6 +34,12 @@ typedef struct {
     double kl_mean, kl_p99, kl_max, top1, ppl_ratio;
     bool has_tg;
     double tg;              /* median tokens/s */
+    bool has_pp;
+    double pp;              /* prompt processing, median tokens/s */
+    bool has_mem;
+    uint64_t peak_rss;      /* bytes: the process's peak resident size while this model was
+                             * loaded and evaluated (the peak is reset before loading it) */
+    uint64_t peak_delta;    /* bytes: peak_rss minus the resident size before loading */
 } slm_report_row;
 
 /* Fill the size fields of r from the file at path (its size) and the loaded model m. */
@@ -47,8 +53,18 @@ void slm_report_base_key(const char model_sha[65], const char text_sha[65], int 
  * Returns buf. */
 char *slm_report_cache_dir(char *buf, size_t cap);
 
-/* The side-by-side table; tg_tokens > 0 adds the tg column. */
-void slm_report_table(FILE *f, const slm_report_row *rows, int n, bool with_kl, int tg_tokens);
+/* The side-by-side table; tg_tokens / pp_tokens > 0 add the tg / pp columns, and then a peak
+ * memory column when any row has it (the JSON and CSV always carry it). */
+void slm_report_table(FILE *f, const slm_report_row *rows, int n, bool with_kl, int tg_tokens, int pp_tokens);
+
+/* The rows as CSV (a header line, then one line per row; empty cells for unmeasured values). */
+void slm_report_csv(slm_sb *b, const slm_report_row *rows, int n);
+
+/* Peak memory of this process, per model: slm_mem_reset_peak sets the kernel's high-water mark
+ * (VmHWM) to the current resident size (writes 5 to /proc/self/clear_refs; false where that is
+ * not possible); slm_mem_read reads VmRSS and VmHWM in bytes (false if unavailable). */
+bool slm_mem_reset_peak(void);
+bool slm_mem_read(uint64_t *rss, uint64_t *hwm);
 
 /* Append the rows as a JSON array. */
 void slm_report_json_rows(slm_sb *b, const slm_report_row *rows, int n);
