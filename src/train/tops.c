@@ -19,6 +19,13 @@
 #include "sgemm.h"
 #endif
 
+/* exp of activations: float in the float build, double in the double build */
+#ifdef SLM_TRAIN_DOUBLE
+#define TEXP(x) exp(x)
+#else
+#define TEXP(x) expf(x)
+#endif
+
 /* ---- matrix products ----------------------------------------------------------------------
  * C[M][N] = op(A) op(B) + beta C, the slm_sgemm contract. The float build calls slm_sgemm; the
  * double build runs plain loops split over rows of C. */
@@ -233,56 +240,74 @@ void slm_t_rope_backward(treal *dx, int N, int T, int n_heads, const slm_config 
 
 /* ---- attention ---------------------------------------------------------------------------- */
 
-/* Dot product of n values with eight partial sums (a fixed order the compiler can vectorize). */
-static treal dotn(const treal *a, const treal *b, int n) {
-    treal p[8] = {0};
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) p[j] += a[i + j] * b[i + j];
-    treal s = ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7]));
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
+/* The products of one (sequence, head) are matrix products on the calling thread (the pool
+ * splits the heads; slm_sgemm in the float build): S = Q K^T, O = P V; backward dP = dO V^T,
+ * dV += P^T dO, dQ += dS K, dK += dS^T Q. The causal upper triangle of P is zero, so the full
+ * products are exact (half of S is computed, then masked). */
 typedef struct {
     treal *out, *att, *dq, *dk, *dv, *datt;
     const treal *dout, *q, *k, *v;
     int B, T, H, KV, hd;
 } attn_args;
 
-/* Forward: one item per (sequence, query head). */
 static void attn_fwd_task(void *arg, int ith, int nth) {
     const attn_args *a = arg;
     const int T = a->T, H = a->H, hd = a->hd, group = a->H / a->KV;
-    const size_t qd = (size_t)H * hd, kvd = (size_t)a->KV * hd;
+    const int qd = H * hd, kvd = a->KV * hd;
     const treal scale = (treal)(1.0f / sqrtf((float)hd));
     for (long it = ith; it < (long)a->B * H; it += nth) {
         const int b = (int)(it / H), h = (int)(it % H);
-        const size_t qoff = (size_t)h * hd, kvoff = (size_t)(h / group) * hd;
+        const treal *q = a->q + (size_t)b * T * qd + (size_t)h * hd;
+        const treal *k = a->k + (size_t)b * T * kvd + (size_t)(h / group) * hd;
+        const treal *v = a->v + (size_t)b * T * kvd + (size_t)(h / group) * hd;
         treal *att = a->att + (size_t)it * T * T;
+        tgemm(NULL, false, true, T, T, hd, q, qd, k, kvd, 0.0f, att, T);
         for (int t = 0; t < T; t++) {
-            const treal *q = a->q + (size_t)(b * T + t) * qd + qoff;
             treal *p = att + (size_t)t * T;
             treal mx = -INFINITY;
             for (int j = 0; j <= t; j++) {
-                const treal *k = a->k + (size_t)(b * T + j) * kvd + kvoff;
-                p[j] = dotn(q, k, hd) * scale;
+                p[j] *= scale;
                 if (p[j] > mx) mx = p[j];
             }
             double sum = 0;
             for (int j = 0; j <= t; j++) {
-                p[j] = (treal)exp((double)(p[j] - mx));
+                p[j] = TEXP(p[j] - mx);
                 sum += p[j];
             }
             const treal inv = (treal)(1.0 / sum);
             for (int j = 0; j <= t; j++) p[j] *= inv;
             for (int j = t + 1; j < T; j++) p[j] = 0;
-            treal *o = a->out + (size_t)(b * T + t) * qd + qoff;
-            for (int i = 0; i < hd; i++) o[i] = 0;
-            for (int j = 0; j <= t; j++) {
-                const treal *v = a->v + (size_t)(b * T + j) * kvd + kvoff;
-                for (int i = 0; i < hd; i++) o[i] += p[j] * v[i];
+        }
+        tgemm(NULL, false, false, T, hd, T, att, T, v, kvd, 0.0f, a->out + (size_t)b * T * qd + (size_t)h * hd, qd);
+    }
+}
+
+/* One item per (sequence, KV group): its query heads in order, so dk / dv of a group are
+ * written by one thread. ds = p (dp - sum p dp) scale. */
+static void attn_bwd_task(void *arg, int ith, int nth) {
+    const attn_args *a = arg;
+    const int T = a->T, H = a->H, hd = a->hd, group = a->H / a->KV;
+    const int qd = H * hd, kvd = a->KV * hd;
+    const treal scale = (treal)(1.0f / sqrtf((float)hd));
+    for (long it = ith; it < (long)a->B * a->KV; it += nth) {
+        const int b = (int)(it / a->KV), g = (int)(it % a->KV);
+        const size_t kvo = (size_t)b * T * kvd + (size_t)g * hd;
+        for (int h = g * group; h < (g + 1) * group; h++) {
+            const size_t qo = (size_t)b * T * qd + (size_t)h * hd, ah = ((size_t)b * H + h) * T * T;
+            const treal *att = a->att + ah;
+            treal *datt = a->datt + ah;
+            tgemm(NULL, false, true, T, T, hd, a->dout + qo, qd, a->v + kvo, kvd, 0.0f, datt, T);
+            tgemm(NULL, true, false, T, hd, T, att, T, a->dout + qo, qd, 1.0f, a->dv + kvo, kvd);
+            for (int t = 0; t < T; t++) {
+                const treal *p = att + (size_t)t * T;
+                treal *dp = datt + (size_t)t * T;
+                double dot = 0;
+                for (int j = 0; j <= t; j++) dot += (double)p[j] * dp[j];
+                for (int j = 0; j <= t; j++) dp[j] = p[j] * (dp[j] - (treal)dot) * scale;
+                for (int j = t + 1; j < T; j++) dp[j] = 0;
             }
+            tgemm(NULL, false, false, T, hd, T, datt, T, a->k + kvo, kvd, 1.0f, a->dq + qo, qd);
+            tgemm(NULL, true, false, T, hd, T, datt, T, a->q + qo, qd, 1.0f, a->dk + kvo, kvd);
         }
     }
 }
@@ -291,52 +316,6 @@ void slm_t_attention_forward(slm_pool *pool, treal *out, treal *att, const treal
                              const treal *v, int B, int T, int H, int KV, int hd) {
     attn_args a = {.out = out, .att = att, .q = q, .k = k, .v = v, .B = B, .T = T, .H = H, .KV = KV, .hd = hd};
     slm_pool_run(pool, attn_fwd_task, &a);
-}
-
-/* Backward: one item per (sequence, KV group), so the dk / dv of a group are written by one
- * thread, its query heads in order. With s = scale q.k, p = softmax(s), o = sum p v:
- *   dp_j = do.v_j;  dv_j += p_j do;  ds_j = p_j (dp_j - sum_i p_i dp_i);
- *   dq += scale sum_j ds_j k_j;  dk_j += scale ds_j q. */
-static void attn_bwd_task(void *arg, int ith, int nth) {
-    const attn_args *a = arg;
-    const int T = a->T, H = a->H, hd = a->hd, group = a->H / a->KV;
-    const size_t qd = (size_t)H * hd, kvd = (size_t)a->KV * hd;
-    const treal scale = (treal)(1.0f / sqrtf((float)hd));
-    for (long it = ith; it < (long)a->B * a->KV; it += nth) {
-        const int b = (int)(it / a->KV), g = (int)(it % a->KV);
-        const size_t kvoff = (size_t)g * hd;
-        for (int h = g * group; h < (g + 1) * group; h++) {
-            const size_t qoff = (size_t)h * hd;
-            const size_t ah = (size_t)b * H + h;
-            const treal *att = a->att + ah * T * T;
-            treal *datt = a->datt + ah * T * T;
-            for (int t = 0; t < T; t++) {
-                const treal *p = att + (size_t)t * T;
-                treal *dp = datt + (size_t)t * T;
-                const treal *dout = a->dout + (size_t)(b * T + t) * qd + qoff;
-                const treal *q = a->q + (size_t)(b * T + t) * qd + qoff;
-                treal *dq = a->dq + (size_t)(b * T + t) * qd + qoff;
-                double dot = 0;
-                for (int j = 0; j <= t; j++) {
-                    const treal *v = a->v + (size_t)(b * T + j) * kvd + kvoff;
-                    treal *dv = a->dv + (size_t)(b * T + j) * kvd + kvoff;
-                    const treal s = dotn(dout, v, hd);
-                    for (int i = 0; i < hd; i++) dv[i] += p[j] * dout[i];
-                    dp[j] = s;
-                    dot += (double)p[j] * s;
-                }
-                for (int j = 0; j <= t; j++) {
-                    const treal ds = p[j] * (dp[j] - (treal)dot) * scale;
-                    const treal *k = a->k + (size_t)(b * T + j) * kvd + kvoff;
-                    treal *dk = a->dk + (size_t)(b * T + j) * kvd + kvoff;
-                    for (int i = 0; i < hd; i++) {
-                        dq[i] += ds * k[i];
-                        dk[i] += ds * q[i];
-                    }
-                }
-            }
-        }
-    }
 }
 
 void slm_t_attention_backward(slm_pool *pool, treal *dq, treal *dk, treal *dv, treal *datt, const treal *dout,
@@ -352,7 +331,7 @@ void slm_t_attention_backward(slm_pool *pool, treal *dq, treal *dk, treal *dv, t
 void slm_t_swiglu_forward(treal *out, const treal *gate, const treal *up, long n) {
     for (long i = 0; i < n; i++) {
         const treal g = gate[i];
-        out[i] = g / (1 + (treal)exp(-(double)g)) * up[i];
+        out[i] = g / (1 + TEXP(-g)) * up[i];
     }
 }
 
@@ -360,7 +339,7 @@ void slm_t_swiglu_forward(treal *out, const treal *gate, const treal *up, long n
 void slm_t_swiglu_backward(treal *dgate, treal *dup, const treal *dout, const treal *gate, const treal *up, long n) {
     for (long i = 0; i < n; i++) {
         const treal g = gate[i];
-        const treal s = 1 / (1 + (treal)exp(-(double)g));
+        const treal s = 1 / (1 + TEXP(-g));
         const treal silu = g * s;
         if (dgate) dgate[i] += dout[i] * up[i] * s * (1 + g * (1 - s));
         if (dup) dup[i] += dout[i] * silu;
