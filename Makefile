@@ -103,6 +103,14 @@ $(BUILD)/sp_bench: bench/sp_bench.c $(BUILD)/libslimlm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libslimlm.a $(LDLIBS)
 
+# Peak FP32 FLOP/s (register FMA loop, AVX2 / AVX-512, 1 and all threads) and the training
+# sgemm's GFLOP/s on the training shapes with its share of that peak: a table, --json FILE.
+.PHONY: bench-train
+bench-train: $(BUILD)/train_bench
+$(BUILD)/train_bench: bench/train_bench.c $(BUILD)/libslimlm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libslimlm.a $(LDLIBS)
+
 demo: $(BUILD)/slimlm
 	$(BUILD)/slimlm run -p "The capital of France is" -n 32
 
