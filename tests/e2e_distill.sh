@@ -97,7 +97,7 @@ check "--drop-block 2: block_count 2" grep -q 'llama.block_count (uint32) = 2' "
 # 6. LoRA (merged) and a quantized output load; held-out evaluation is logged
 "$BIN" distill "${D[@]}" -o "$TMP/lora.gguf" --lora 4 --tokens 512 --lr 1e-2 --eval-every 2 --eval-tokens 64 --log "$TMP/lora.jsonl" >"$TMP/out" 2>&1
 check "--lora exits 0" test $? -eq 0
-check "eval lines logged (steps 2, 4)" test "$(grep -c '"eval_kl"' "$TMP/lora.jsonl")" -eq 2
+check "eval lines logged (steps 0, 2, 4)" test "$(grep -c '"eval_kl"' "$TMP/lora.jsonl")" -eq 3
 "$BIN" run -m "$TMP/lora.gguf" -p "The" -n 4 --temp 0 -t 1 >/dev/null 2>&1
 check "the LoRA student runs" test $? -eq 0
 check "LoRA changed the weights (merged)" python3 - "$TMP/t.gguf" "$TMP/lora.gguf" <<'EOF'

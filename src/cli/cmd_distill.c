@@ -36,7 +36,8 @@ static const char *const usage =
     "                      least (angular distance over 8 windows of the data)\n"
     "data:\n"
     "  --data FILE         training text (default ../shared/data/wikitext2-valid.txt)\n"
-    "  --tokens N          training tokens (default 65536); steps = ceil(N / (B*L*A))\n"
+    "  --tokens N          training tokens (default 65536); steps = ceil(N / (B*L*A)); 0 writes\n"
+    "                      the initialized student without training\n"
     "  --seq L             tokens per sequence (default 256)\n"
     "  --batch B           sequences per micro-batch (default 4)\n"
     "  --accum A           micro-batches per optimizer step (default 1)\n"
@@ -64,8 +65,8 @@ static const char *const usage =
     "  --resume FILE       continue from a checkpoint (same flags: the result is bit-identical)\n"
     "  --stop-after S      stop after S steps (checkpoint written, no output model)\n"
     "  --log FILE          JSON lines: one per step (loss, lr, grad_norm, offsets), evaluations\n"
-    "  --eval-every N      every N steps and at the end: KL and CE against the teacher on the\n"
-    "                      last 5% of the data (held out of training)\n"
+    "  --eval-every N      before training, every N steps and at the end: KL and CE against the\n"
+    "                      teacher on the last 5% of the data (held out of training)\n"
     "  --eval-tokens N     held-out tokens evaluated (default 8192)\n"
     "  -q, --quiet         no progress\n"
     "  -h, --help          this help\n";
@@ -122,7 +123,7 @@ static int parse_flag(int argc, char **argv, int *i, dargs *a) {
         VAL();
         a->data = v;
     } else if (!strcmp(f, "--tokens")) {
-        INT(1, 1L << 40, &a->tokens);
+        INT(0, 1L << 40, &a->tokens);
     } else if (!strcmp(f, "--seq")) {
         INT(2, 1 << 15, &a->seq);
     } else if (!strcmp(f, "--batch")) {

@@ -361,6 +361,16 @@ slm_status slm_distill_run(slm_tmodel *student, slm_ctx *teacher, const slm_dist
     const int64_t every10 = p->total_steps >= 10 ? p->total_steps / 10 : 1;
     double ring[10];
     int n_ring = 0;
+    if (p->eval_every > 0 && step == 0) {
+        /* the untrained student: the start of the KL-vs-tokens curve */
+        long nt = 0;
+        double kl, ce;
+        if ((s = evaluate(&st, &kl, &ce, &nt))) goto done;
+        if (p->log && nt > 0) {
+            fprintf(p->log, "{\"step\":0,\"tokens\":0,\"eval_kl\":%.9g,\"eval_ce\":%.9g,\"eval_tokens\":%ld}\n", kl, ce, nt);
+            fflush(p->log);
+        }
+    }
     const double t0 = now_s();
     for (; step < end; step++) {
         double loss, norm;
@@ -378,8 +388,8 @@ slm_status slm_distill_run(slm_tmodel *student, slm_ctx *teacher, const slm_dist
             if ((s = evaluate(&st, &r->eval_kl, &r->eval_ce, &nt))) goto done;
             r->has_eval = nt > 0;
             if (p->log && nt > 0) {
-                fprintf(p->log, "{\"step\":%lld,\"eval_kl\":%.9g,\"eval_ce\":%.9g,\"eval_tokens\":%ld}\n",
-                        (long long)done, r->eval_kl, r->eval_ce, nt);
+                fprintf(p->log, "{\"step\":%lld,\"tokens\":%llu,\"eval_kl\":%.9g,\"eval_ce\":%.9g,\"eval_tokens\":%ld}\n",
+                        (long long)done, (unsigned long long)tokens, r->eval_kl, r->eval_ce, nt);
                 fflush(p->log);
             }
         }
