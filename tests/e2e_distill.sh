@@ -154,6 +154,26 @@ ok &= not np.allclose(a["blk.1.ffn_up.delta_b"], b["blk.1.ffn_up.delta_b"])
 sys.exit(0 if ok else 1)
 EOF
 
+# a shared student with cross-layer KV sharing as its own teacher: KL 0 (the training forward is
+# the engine's), and training keeps the structure
+"$BIN" share -m "$TMP/t.gguf" -o "$TMP/kvs.gguf" --groups 2 --rank 4 --kv-share 2 -q >/dev/null 2>&1
+"$BIN" distill --teacher "$TMP/kvs.gguf" --data "$TMP/text.txt" --seq 32 --batch 4 -t 1 -q --student "$TMP/kvs.gguf" -o "$TMP/kvs0.gguf" --tokens 256 --lr 0 --min-lr 0 --log "$TMP/kvs.jsonl" >"$TMP/out" 2>&1
+check "KV-shared student against itself exits 0" test $? -eq 0
+check "KV-shared student against itself: KL 0 (< 1e-5)" awk -F'"loss":' '{split($2, a, ","); if (a[1] + 0 > 1e-5 || a[1] + 0 < -1e-5) bad = 1} END {exit bad || NR != 2}' "$TMP/kvs.jsonl"
+"$BIN" distill "${D[@]}" --student "$TMP/kvs.gguf" -o "$TMP/kvs1.gguf" --tokens 1920 --lr 3e-3 --log "$TMP/kvs1.jsonl" >"$TMP/out" 2>&1
+check "KV-shared student training exits 0" test $? -eq 0
+f=$(loss_of "$TMP/kvs1.jsonl" 1); l=$(loss_of "$TMP/kvs1.jsonl" 15)
+check "KV-shared student: loss decreases: first $f, last $l" awk -v f="$f" -v l="$l" 'BEGIN {exit !(l < 0.9 * f)}'
+check "KV-shared student: same tensors as its source, KV map kept" python3 - "$TMP/kvs.gguf" "$TMP/kvs1.gguf" <<'EOF'
+import sys
+from gguf import GGUFReader
+ra, rb = GGUFReader(sys.argv[1]), GGUFReader(sys.argv[2])
+ok = {t.name for t in ra.tensors} == {t.name for t in rb.tensors}
+ok &= list(rb.fields["slimlm.share.kv_map"].parts[-1]) == list(ra.fields["slimlm.share.kv_map"].parts[-1])
+ok &= "blk.1.attn_k.weight" not in {t.name for t in rb.tensors}
+sys.exit(0 if ok else 1)
+EOF
+
 # 8. refused input: one-line error, exit 1, no output
 expect_error "student with another vocabulary" "$BIN" distill "${D[@]}" --student "$TMP/other.gguf" -o "$TMP/x.gguf"
 check "the vocabulary mismatch is named" grep -q "vocabulary" "$TMP/e"

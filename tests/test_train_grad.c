@@ -393,6 +393,7 @@ typedef struct {
     bool lora_only, freeze_embd;
     int threads;
     bool share; /* layers in pairs share matrices (l uses l - l % 2); with lora > 0 the adapters are deltas */
+    int kv_group; /* > 1: layers in groups of this many attend to the first one's keys and values */
 } variant;
 
 static void test_model(const variant *vr) {
@@ -420,6 +421,10 @@ static void test_model(const variant *vr) {
         tc.shared = true;
         tc.deltas = vr->lora > 0;
         for (int l = 0; l < vr->layers; l++) tc.share_map[l] = l - l % 2;
+    }
+    if (vr->kv_group > 1) {
+        tc.kv_shared = true;
+        for (int l = 0; l < vr->layers; l++) tc.kv_map[l] = l - l % vr->kv_group;
     }
     model_ctx mc;
     /* allocated for a larger batch than used: strides must follow max_B / max_T */
@@ -488,7 +493,9 @@ static void test_model(const variant *vr) {
         n_checked++;
     }
     CHECK(n_checked > 0, "%s: nothing trainable", vr->label);
-    if (vr->lora && vr->lora_only) CHECK(n_checked == vr->layers * 14, "%s: %d adapters trainable", vr->label, n_checked);
+    int n_adapters = 0; /* 7 pairs per layer; a layer reading another's keys has no k / v adapters */
+    for (int l = 0; l < vr->layers; l++) n_adapters += vr->kv_group > 1 && l % vr->kv_group ? 10 : 14;
+    if (vr->lora && vr->lora_only) CHECK(n_checked == n_adapters, "%s: %d adapters trainable", vr->label, n_checked);
     if (vr->freeze_embd) CHECK(n_frozen >= 1 && !slm_tmodel_find(m, "token_embd.weight")->trainable, "%s: embd", vr->label);
     slm_tmodel_free(m);
 }
@@ -557,15 +564,18 @@ int main(void) {
     slm_pool_free(pool);
     test_table();
     const variant vs[] = {
-        {"llama untied", false, false, false, 3, 4, 0, false, false, 1, false},
-        {"qwen2 tied neox", true, true, true, 2, 2, 0, false, false, 3, false},
-        {"lora", false, false, false, 2, 4, 2, true, false, 1, false},
-        {"qwen2 lora tied", true, true, true, 2, 4, 3, true, false, 2, false},
-        {"lora all trainable", false, true, false, 1, 4, 2, false, false, 2, false},
-        {"freeze embd tied", false, true, false, 1, 4, 0, false, true, 1, false},
-        {"freeze embd untied", true, false, true, 2, 2, 0, false, true, 1, false},
-        {"shared pairs, deltas", false, true, false, 3, 4, 2, false, false, 2, true},
-        {"shared pairs qwen2, no deltas", true, false, true, 4, 2, 0, false, false, 1, true},
+        {"llama untied", false, false, false, 3, 4, 0, false, false, 1, false, 0},
+        {"qwen2 tied neox", true, true, true, 2, 2, 0, false, false, 3, false, 0},
+        {"lora", false, false, false, 2, 4, 2, true, false, 1, false, 0},
+        {"qwen2 lora tied", true, true, true, 2, 4, 3, true, false, 2, false, 0},
+        {"lora all trainable", false, true, false, 1, 4, 2, false, false, 2, false, 0},
+        {"freeze embd tied", false, true, false, 1, 4, 0, false, true, 1, false, 0},
+        {"freeze embd untied", true, false, true, 2, 2, 0, false, true, 1, false, 0},
+        {"shared pairs, deltas", false, true, false, 3, 4, 2, false, false, 2, true, 0},
+        {"shared pairs qwen2, no deltas", true, false, true, 4, 2, 0, false, false, 1, true, 0},
+        {"kv shared in pairs", false, false, false, 3, 4, 0, false, false, 2, false, 2},
+        {"kv shared in threes, shared pairs, deltas, qwen2", true, true, true, 4, 4, 2, false, false, 2, true, 3},
+        {"kv shared, lora", false, true, false, 3, 4, 2, true, false, 1, false, 2},
     };
     for (size_t i = 0; i < sizeof vs / sizeof *vs; i++) test_model(&vs[i]);
     return test_summary("train_grad");

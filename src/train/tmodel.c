@@ -66,6 +66,7 @@ struct slm_tmodel {
     treal *datt;       /* [B][H][T][T] */
     treal *dgate, *dup, *dh; /* [N][ffn] */
     treal *dtmp;       /* [N][R] */
+    treal *dk_acc, *dv_acc; /* [L][N][kvd] KV sharing: key / value gradients of a source layer from the layers reading it */
     treal *arena;
 };
 
@@ -173,13 +174,20 @@ static void build_table(slm_tmodel *m) {
         /* a layer sharing another's matrices points at that layer's table entries */
         const int src = m->cfg.shared ? m->cfg.share_map[l] : l;
         const bool own = src == l;
+        /* keys and values: a layer reading another's has none; a weight source keeps wk / wv
+         * while any layer using its matrices computes its own keys */
+        bool kv_own = !m->cfg.kv_shared || m->cfg.kv_map[l] == l, kv_store = kv_own;
+        for (int u = l + 1; own && m->cfg.shared && m->cfg.kv_shared && u < c->n_layers; u++)
+            if (m->cfg.share_map[u] == l && m->cfg.kv_map[u] == u) kv_store = true;
         ix[P_ATTN_NORM] = add_param(m, NM("attn_norm.weight"), 1, D, SLM_TP_VECTOR);
         ix[P_WQ] = own ? add_param(m, NM("attn_q.weight"), qd, D, SLM_TP_MATRIX) : m->pidx[src][P_WQ];
         if (m->cfg.qkv_bias) ix[P_BQ] = add_param(m, NM("attn_q.bias"), 1, qd, SLM_TP_VECTOR);
-        ix[P_WK] = own ? add_param(m, NM("attn_k.weight"), kvd, D, SLM_TP_MATRIX) : m->pidx[src][P_WK];
-        if (m->cfg.qkv_bias) ix[P_BK] = add_param(m, NM("attn_k.bias"), 1, kvd, SLM_TP_VECTOR);
-        ix[P_WV] = own ? add_param(m, NM("attn_v.weight"), kvd, D, SLM_TP_MATRIX) : m->pidx[src][P_WV];
-        if (m->cfg.qkv_bias) ix[P_BV] = add_param(m, NM("attn_v.bias"), 1, kvd, SLM_TP_VECTOR);
+        ix[P_WK] = own ? (kv_store ? add_param(m, NM("attn_k.weight"), kvd, D, SLM_TP_MATRIX) : -1)
+                       : kv_own ? m->pidx[src][P_WK] : -1;
+        if (m->cfg.qkv_bias && kv_own) ix[P_BK] = add_param(m, NM("attn_k.bias"), 1, kvd, SLM_TP_VECTOR);
+        ix[P_WV] = own ? (kv_store ? add_param(m, NM("attn_v.weight"), kvd, D, SLM_TP_MATRIX) : -1)
+                       : kv_own ? m->pidx[src][P_WV] : -1;
+        if (m->cfg.qkv_bias && kv_own) ix[P_BV] = add_param(m, NM("attn_v.bias"), 1, kvd, SLM_TP_VECTOR);
         ix[P_WO] = own ? add_param(m, NM("attn_output.weight"), D, qd, SLM_TP_MATRIX) : m->pidx[src][P_WO];
         ix[P_FFN_NORM] = add_param(m, NM("ffn_norm.weight"), 1, D, SLM_TP_VECTOR);
         ix[P_GATE] = own ? add_param(m, NM("ffn_gate.weight"), F, D, SLM_TP_MATRIX) : m->pidx[src][P_GATE];
@@ -189,6 +197,7 @@ static void build_table(slm_tmodel *m) {
         const bool delta = m->cfg.deltas;
         if (R > 0)
             for (int j = 0; j < L_N; j++) {
+                if (!kv_own && (j == L_K || j == L_V)) continue; /* no keys of its own */
                 const slm_tparam *w = &m->params[ix[lin_weight[j]]];
                 snprintf(nm, sizeof nm, "blk.%d.%s.%s", l, lin_name[j], delta ? "delta_a" : "lora_a");
                 ix[P_LA + 2 * j] = add_param(m, nm, R, w->cols, delta ? SLM_TP_DELTA : SLM_TP_LORA);
@@ -226,6 +235,15 @@ static slm_status check_cfg(const slm_tcfg *t, int max_B, int max_T) {
             const int s = t->share_map[l];
             if (s < 0 || s > l || t->share_map[s] != s)
                 return slm_error(SLM_ERR_ARG, "tmodel: layer %d shares layer %d's matrices (must be an earlier layer that keeps its own)", l, s);
+        }
+    }
+    if (t->kv_shared) {
+        if (c->n_layers > SLM_TMAX_SHARED_LAYERS)
+            return slm_error(SLM_ERR_ARG, "tmodel: KV sharing supports up to %d layers", SLM_TMAX_SHARED_LAYERS);
+        for (int l = 0; l < c->n_layers; l++) {
+            const int s = t->kv_map[l];
+            if (s < 0 || s > l || t->kv_map[s] != s)
+                return slm_error(SLM_ERR_ARG, "tmodel: layer %d reads layer %d's keys (must be an earlier layer that computes its own)", l, s);
         }
     }
     if (t->deltas && (!t->shared || t->lora_rank < 1))
@@ -291,6 +309,7 @@ slm_status slm_tmodel_create(const slm_tcfg *cfg, int max_B, int max_T, slm_pool
         {&m->dq, N * qd},            {&m->datty, N * qd},     {&m->dk, N * kvd},       {&m->dv, N * kvd},
         {&m->datt, att},             {&m->dgate, N * F},      {&m->dup, N * F},        {&m->dh, N * F},
         {&m->dtmp, N * (size_t)(R > 0 ? R : 1)},
+        {&m->dk_acc, cfg->kv_shared ? Ls * N * kvd : 0}, {&m->dv_acc, cfg->kv_shared ? Ls * N * kvd : 0},
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) total += parts[i].n;
@@ -416,6 +435,11 @@ void slm_tmodel_cfg_from(const struct slm_model *src, int n_layers, int lora_ran
     out->lora_rank = lora_rank;
     out->lora_alpha = lora_alpha;
     const bool sharing = src->n_shared > 0 || src->max_delta_rank > 0;
+    const bool kv = src->n_kv_layers != src->cfg.n_layers;
+    if (kv && n_layers == src->cfg.n_layers && n_layers <= SLM_TMAX_SHARED_LAYERS) {
+        out->kv_shared = true;
+        for (int l = 0; l < n_layers; l++) out->kv_map[l] = src->layers[l].kv_src;
+    }
     if (sharing && n_layers == src->cfg.n_layers && lora_rank == 0 && n_layers <= SLM_TMAX_SHARED_LAYERS) {
         out->shared = true;
         for (int l = 0; l < n_layers; l++) out->share_map[l] = src->layers[l].share_src;
@@ -445,9 +469,10 @@ slm_status slm_tmodel_load(slm_tmodel *m, const struct slm_model *src, const int
         if (s < 0 || s >= sc->n_layers)
             return slm_error(SLM_ERR_ARG, "tmodel load: layer map entry %d = %d out of range [0, %d)", l, s,
                              sc->n_layers);
-        if (!src->layers[s].wk.data || !src->layers[s].wv.data)
-            return slm_error(SLM_ERR_UNSUPPORTED, "tmodel load: source layer %d reads another layer's keys and values",
-                             s);
+        const bool reads = src->layers[s].kv_src != s;
+        if (reads != (m->cfg.kv_shared && m->cfg.kv_map[l] != l))
+            return slm_error(SLM_ERR_ARG, "tmodel load: source layer %d %s another layer's keys and values, layer %d %s",
+                             s, reads ? "reads" : "does not read", l, reads ? "does not" : "does");
         if (!m->cfg.qkv_bias && src->layers[s].bq)
             return slm_error(SLM_ERR_ARG, "tmodel load: source layer %d has q/k/v biases, the model has none", s);
     }
@@ -468,13 +493,13 @@ slm_status slm_tmodel_load(slm_tmodel *m, const struct slm_model *src, const int
         const bool own = !m->cfg.shared || m->cfg.share_map[l] == l;
         if (own) {
             load_mat(wp(m, ix[P_WQ]), &S->wq, row);
-            load_mat(wp(m, ix[P_WK]), &S->wk, row);
-            load_mat(wp(m, ix[P_WV]), &S->wv, row);
+            if (ix[P_WK] >= 0 && S->wk.data) load_mat(wp(m, ix[P_WK]), &S->wk, row);
+            if (ix[P_WV] >= 0 && S->wv.data) load_mat(wp(m, ix[P_WV]), &S->wv, row);
         }
         if (m->cfg.qkv_bias) {
             load_vec(wp(m, ix[P_BQ]), S->bq, qd);
-            load_vec(wp(m, ix[P_BK]), S->bk, kvd);
-            load_vec(wp(m, ix[P_BV]), S->bv, kvd);
+            if (ix[P_BK] >= 0) load_vec(wp(m, ix[P_BK]), S->bk, kvd);
+            if (ix[P_BV] >= 0) load_vec(wp(m, ix[P_BV]), S->bv, kvd);
         }
         if (own) load_mat(wp(m, ix[P_WO]), &S->wo, row);
         load_vec(wp(m, ix[P_FFN_NORM]), S->ffn_norm, c->dim);
@@ -492,6 +517,7 @@ slm_status slm_tmodel_load(slm_tmodel *m, const struct slm_model *src, const int
             if (S->delta[j].rank > m->cfg.lora_rank)
                 st = slm_error(SLM_ERR_ARG, "tmodel load: layer %d has a delta of rank %d > %d", l, S->delta[j].rank, m->cfg.lora_rank);
         for (int j = 0; j < L_N && !st && !m->cfg.shared; j++) {
+            if (ix[lin_weight[j]] < 0) continue;
             const slm_tparam *w = &m->params[ix[lin_weight[j]]];
             st = fold_delta(m->w + w->offset, &S->delta[j], w->rows, w->cols);
         }
@@ -500,6 +526,7 @@ slm_status slm_tmodel_load(slm_tmodel *m, const struct slm_model *src, const int
             return st;
         }
         for (int j = 0; j < L_N && m->cfg.lora_rank > 0; j++) {
+            if (ix[P_LA + 2 * j] < 0) continue;
             const slm_tparam *a = &m->params[ix[P_LA + 2 * j]], *b = &m->params[ix[P_LA + 2 * j + 1]];
             if (m->cfg.deltas && S->delta[j].rank > 0) {
                 /* the stored delta, in the first rank rows of A / columns of B */
@@ -596,10 +623,16 @@ void slm_tmodel_forward(slm_tmodel *m, const int32_t *tokens, int B, int T, trea
         /* attention */
         norm_fwd(m, xn1, LAYER_BUF(m->rstd1, l, NM), x, W->attn_norm, N);  /* xn1 [N][D] */
         lin_fwd(m, l, L_Q, q, xn1, N);                                      /* q [N][qd] */
-        lin_fwd(m, l, L_K, k, xn1, N);                                      /* k [N][kvd] */
-        lin_fwd(m, l, L_V, v, xn1, N);                                      /* v [N][kvd] */
         rope(m, true, q, N, T, H);
-        rope(m, true, k, N, T, KV);
+        const int ks = m->cfg.kv_shared ? m->cfg.kv_map[l] : l; /* whose keys and values */
+        if (ks == l) {
+            lin_fwd(m, l, L_K, k, xn1, N);                                  /* k [N][kvd] */
+            lin_fwd(m, l, L_V, v, xn1, N);                                  /* v [N][kvd] */
+            rope(m, true, k, N, T, KV);
+        } else {
+            k = LAYER_BUF(m->k, ks, NM * kvd);
+            v = LAYER_BUF(m->v, ks, NM * kvd);
+        }
         slm_t_attention_forward(m->pool, atty, att, q, k, v, B, T, H, KV, hd); /* atty [N][qd] */
         lin_fwd(m, l, L_O, m->tmp_d, atty, N);                              /* [N][D] */
         memcpy(mid, x, nd * sizeof(treal));
@@ -634,9 +667,14 @@ void slm_tmodel_backward(slm_tmodel *m, treal *dlogits) {
     norm_bwd(m, m->dres, gp(m, m->p_out_norm), m->dxn, LAYER_BUF(m->res, c->n_layers, NM * D),
              wp(m, m->p_out_norm), m->rstdf, N);
 
+    if (m->cfg.kv_shared) {
+        memset(m->dk_acc, 0, (size_t)c->n_layers * NM * kvd * sizeof(treal));
+        memset(m->dv_acc, 0, (size_t)c->n_layers * NM * kvd * sizeof(treal));
+    }
     for (int l = c->n_layers - 1; l >= 0; l--) {
         const slm_tlayer *W = &m->layers[l];
         const int *ix = m->pidx[l];
+        const int ks = m->cfg.kv_shared ? m->cfg.kv_map[l] : l;
         treal *x = LAYER_BUF(m->res, l, NM * D), *mid = LAYER_BUF(m->mid, l, NM * D);
         treal *xn1 = LAYER_BUF(m->xn1, l, NM * D), *xn2 = LAYER_BUF(m->xn2, l, NM * D);
         treal *q = LAYER_BUF(m->q, l, NM * qd), *k = LAYER_BUF(m->k, l, NM * kvd), *v = LAYER_BUF(m->v, l, NM * kvd);
@@ -658,15 +696,29 @@ void slm_tmodel_backward(slm_tmodel *m, treal *dlogits) {
         memset(m->datty, 0, (size_t)N * qd * sizeof(treal));
         lin_bwd(m, l, L_O, m->datty, m->dres, atty, N);
         memset(m->dq, 0, (size_t)N * qd * sizeof(treal));
-        memset(m->dk, 0, (size_t)N * kvd * sizeof(treal));
-        memset(m->dv, 0, (size_t)N * kvd * sizeof(treal));
-        slm_t_attention_backward(m->pool, m->dq, m->dk, m->dv, m->datt, m->datty, q, k, v, att, B, T, H, KV, hd);
+        if (ks != l) {
+            /* keys and values of layer ks: their gradients wait for that layer's backward */
+            k = LAYER_BUF(m->k, ks, NM * kvd);
+            v = LAYER_BUF(m->v, ks, NM * kvd);
+            slm_t_attention_backward(m->pool, m->dq, LAYER_BUF(m->dk_acc, ks, NM * kvd), LAYER_BUF(m->dv_acc, ks, NM * kvd),
+                                     m->datt, m->datty, q, k, v, att, B, T, H, KV, hd);
+        } else if (m->cfg.kv_shared) {
+            memcpy(m->dk, LAYER_BUF(m->dk_acc, l, NM * kvd), (size_t)N * kvd * sizeof(treal));
+            memcpy(m->dv, LAYER_BUF(m->dv_acc, l, NM * kvd), (size_t)N * kvd * sizeof(treal));
+            slm_t_attention_backward(m->pool, m->dq, m->dk, m->dv, m->datt, m->datty, q, k, v, att, B, T, H, KV, hd);
+        } else {
+            memset(m->dk, 0, (size_t)N * kvd * sizeof(treal));
+            memset(m->dv, 0, (size_t)N * kvd * sizeof(treal));
+            slm_t_attention_backward(m->pool, m->dq, m->dk, m->dv, m->datt, m->datty, q, k, v, att, B, T, H, KV, hd);
+        }
         rope(m, false, m->dq, N, T, H);
-        rope(m, false, m->dk, N, T, KV);
         memset(m->dxn, 0, nd * sizeof(treal));
         lin_bwd(m, l, L_Q, m->dxn, m->dq, xn1, N);
-        lin_bwd(m, l, L_K, m->dxn, m->dk, xn1, N);
-        lin_bwd(m, l, L_V, m->dxn, m->dv, xn1, N);
+        if (ks == l) {
+            rope(m, false, m->dk, N, T, KV);
+            lin_bwd(m, l, L_K, m->dxn, m->dk, xn1, N);
+            lin_bwd(m, l, L_V, m->dxn, m->dv, xn1, N);
+        }
         norm_bwd(m, m->dres, gp(m, ix[P_ATTN_NORM]), m->dxn, x, W->attn_norm, LAYER_BUF(m->rstd1, l, NM), N);
     }
     treal *dembd = gp(m, m->p_embd);
@@ -681,6 +733,7 @@ void slm_tmodel_merge_lora(slm_tmodel *m) {
     for (int l = 0; l < m->cfg.cfg.n_layers; l++)
         for (int j = 0; j < L_N; j++) {
             const int *ix = m->pidx[l];
+            if (ix[P_LA + 2 * j] < 0) continue;
             const slm_tparam *w = &m->params[ix[lin_weight[j]]];
             const treal *a = wp(m, ix[P_LA + 2 * j]);
             treal *b = wp(m, ix[P_LA + 2 * j + 1]), *W = m->w + w->offset;

@@ -40,6 +40,11 @@ typedef struct {
     bool shared;
     bool deltas;
     int share_map[SLM_TMAX_SHARED_LAYERS];
+    /* Cross-layer KV sharing: layer l attends to the (RoPE'd) keys and values of layer
+     * kv_map[l] (<= l, which computes its own); a reading layer has no wk / wv (nor their
+     * biases and adapters), and its key / value gradients flow into the source layer's. */
+    bool kv_shared;
+    int kv_map[SLM_TMAX_SHARED_LAYERS];
 } slm_tcfg;
 
 typedef enum { SLM_TP_MATRIX = 0, SLM_TP_VECTOR = 1, SLM_TP_LORA = 2, SLM_TP_DELTA = 3 } slm_tparam_kind;
