@@ -3,7 +3,8 @@
 # delta rank 0, 16 and 64, and cross-layer KV sharing in pairs, each stored like the fixture
 # (layer matrices q4_1, embeddings q8_0; deltas f16); then healing by distillation of the
 # 30 -> 10 rank-16 model and, at equal tokens, of a depth-pruned student of about the same
-# size (12 layers, the contiguous block of least angular distance dropped). One `slimlm eval`
+# size (12 layers, the contiguous block of least angular distance dropped), and of the KV-shared
+# model. One `slimlm eval`
 # against the original: size, bpw, perplexity (wikitext-2 test), KL, top-1, pp512 / tg128,
 # peak memory. Training reads wikitext-2 valid only.
 #
@@ -48,6 +49,7 @@ heal() { # NAME STUDENT-ARGS...: distill at the common budget, then q4_1 like th
 if [ "$HEAL" = 1 ]; then
   heal g10-r16-healed --student "$OUT/g10-r16.gguf"
   heal depth12-healed --drop-block 18
+  heal kv2-healed --student "$OUT/kv2.gguf"
 fi
 "$BIN" eval "${args[@]}" --base "$MODEL" -f "$TEXT" --ctx 512 --chunks "$CHUNKS" --pp 512 --tg 128 -t "$THREADS" \
   --json "$OUT/eval.json"
