@@ -24,6 +24,9 @@ while IFS= read -r p; do
     l=$("$BIN" run -m "$MODEL" -p "$p" $chat -n 16 --temp 0 -t 2 --print-ids --lookup 3 --draft-max 6 2>"$TMP/e2")
     check "prompt $i$chat: --lookup exits 0 ($(head -c 200 "$TMP/e2"))" test $? -eq 0
     check "prompt $i$chat: --lookup output = plain output" test "$l" = "$ref"
+    y=$("$BIN" run -m "$MODEL" -p "$p" $chat -n 16 --temp 0 -t 2 --print-ids --draft-layers 12 --draft-min-p 0 2>"$TMP/e3")
+    check "prompt $i$chat: --draft-layers exits 0 ($(head -c 200 "$TMP/e3"))" test $? -eq 0
+    check "prompt $i$chat: --draft-layers output = plain output" test "$y" = "$ref"
   done
   check "prompt $i: draft statistics line" grep -qE "^speculative \(draft model\): drafted [0-9]+, accepted [0-9]+ \([0-9.]+%\), [0-9]+ verification steps, [0-9.]+ tokens/step, [0-9.]+ tok/s" "$TMP/e1"
   check "prompt $i: lookup statistics line" grep -qE "^speculative \(lookup 3\): drafted" "$TMP/e2"
@@ -58,6 +61,8 @@ check "tiny model written" test -f "$TMP/tiny.gguf"
 expect_error "draft with another vocabulary" "$BIN" run -m "$MODEL" -p hi -n 4 --temp 0 --draft "$TMP/tiny.gguf"
 grep -q "vocabulary" "$TMP/e" && ok || bad "another vocabulary: message names the vocabulary: $(cat "$TMP/e")"
 expect_error "missing draft file" "$BIN" run -m "$MODEL" -p hi -n 4 --draft "$TMP/none.gguf"
+expect_error "--draft-layers of every layer" "$BIN" run -m "$MODEL" -p hi -n 4 --draft-layers 30
+expect_error "--draft-layers with --lookup" "$BIN" run -m "$MODEL" -p hi -n 4 --draft-layers 4 --lookup 2
 expect_error "--draft-max 0" "$BIN" run -m "$MODEL" -p hi -n 4 --lookup 3 --draft-max 0
 expect_error "--draft-max 65" "$BIN" run -m "$MODEL" -p hi -n 4 --lookup 3 --draft-max 65
 expect_error "--lookup 0" "$BIN" run -m "$MODEL" -p hi -n 4 --lookup 0

@@ -1,6 +1,7 @@
 /* test_forward.c - the forward pass on the real model: batched prefill equals token-by-token
  * decoding, results do not depend on the KV block size or on sub-batch splits, truncation and
- * re-evaluation reproduce the logits, and bad calls are rejected without side effects.
+ * re-evaluation reproduce the logits, a context of the first K layers gives the head of the
+ * layer-K residual stream, and bad calls are rejected without side effects.
  * (Agreement with an independent implementation is tests/oracle_logits.py.) */
 #include <math.h>
 #include <stdlib.h>
@@ -40,6 +41,58 @@ static float *run(const slm_model *m, int block, int batch, const int32_t *toks,
         return NULL;
     }
     return lg;
+}
+
+/* The residual stream entering layer `want` (SLM_TAP_RESID), captured from a full pass. */
+typedef struct {
+    int want;
+    float *x;
+} resid_tap;
+
+static void grab_resid(void *user, int layer, int point, const float *x, int n_tokens, int dim) {
+    resid_tap *r = user;
+    if (point == SLM_TAP_RESID && layer == r->want) memcpy(r->x, x, (size_t)n_tokens * dim * sizeof *x);
+}
+
+/* A context that runs only the first K layers (self-speculative drafting) gives the logits of
+ * the output norm and head applied to the residual stream entering layer K of a full pass
+ * (exact reference path, computed here with the model's own norm weights and head rows). */
+static void check_first_layers(const slm_model *m, const int32_t *toks, int n, int K) {
+    const int V = m->cfg.vocab_size, D = m->cfg.dim;
+    slm_ctx *full = NULL, *part = NULL;
+    slm_ctx_params p = {.n_ctx = 64, .max_batch = 64, .isa_set = true, .isa = SLM_ISA_REF, .kv_type = SLM_KV_F32};
+    slm_ctx_params pk = p;
+    pk.n_layers = K;
+    CHECK(slm_ctx_create(m, &p, &full) == SLM_OK && slm_ctx_create(m, &pk, &part) == SLM_OK, "contexts of %d layers", K);
+    float *x = malloc((size_t)n * D * sizeof *x), *lg = malloc((size_t)n * V * sizeof *lg), *row = malloc((size_t)D * sizeof *row);
+    resid_tap rt = {K, x};
+    if (full && part) {
+        slm_ctx_set_tap(full, grab_resid, &rt);
+        CHECK(slm_ctx_eval(full, toks, n, 0, NULL) == SLM_OK, "full pass");
+        CHECK(slm_ctx_eval(part, toks, n, n, lg) == SLM_OK, "first %d layers", K);
+        double worst = 0;
+        for (int t = 0; t < n; t += 5) {
+            const float *xt = x + (size_t)t * D;
+            double ss = 0;
+            for (int i = 0; i < D; i++) ss += (double)xt[i] * xt[i];
+            const double r = 1.0 / sqrt(ss / D + m->cfg.norm_eps);
+            for (int v = 0; v < V; v += 97) {
+                slm_mat_row(&m->output, v, row);
+                double y = 0;
+                for (int i = 0; i < D; i++) y += (double)row[i] * xt[i] * r * m->out_norm[i];
+                const double e = fabs(y - lg[(size_t)t * V + v]) / (fabs(y) + 1);
+                if (e > worst) worst = e;
+            }
+        }
+        CHECK(worst < 1e-3, "first %d layers: logits differ from norm + head of the layer-%d residual by %.3g", K, K, worst);
+    }
+    slm_ctx_params bad = p;
+    bad.n_layers = m->cfg.n_layers + 1;
+    slm_ctx *c = NULL;
+    CHECK(slm_ctx_create(m, &bad, &c) == SLM_ERR_ARG && !c, "a context of more layers than the model is refused");
+    free(x), free(lg), free(row);
+    slm_ctx_free(full);
+    slm_ctx_free(part);
 }
 
 int main(void) {
@@ -98,6 +151,8 @@ int main(void) {
     slm_ctx_free(c);
     free(ref);
     free(tok);
+    check_first_layers(m, toks, T, 1);
+    check_first_layers(m, toks, T, 12);
     slm_model_free(m);
     return test_summary("test_forward");
 }

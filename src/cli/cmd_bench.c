@@ -191,6 +191,9 @@ static int bench_spec(const char *cmd, const cli_engine_opts *eo, const cli_spec
     if (!cli_spec_load(cmd, so, &e, &gp, &cs)) goto out;
     char what[600];
     if (so->lookup) snprintf(what, sizeof what, "prompt lookup, n-gram %d", so->lookup);
+    else if (so->draft_layers)
+        snprintf(what, sizeof what, "the target's first %d layers + head, stop below p %.2f", so->draft_layers,
+                 so->min_p >= 0 ? so->min_p : CLI_DRAFT_MIN_P);
     else snprintf(what, sizeof what, "draft model %s, stop below p %.2f", so->draft, so->min_p >= 0 ? so->min_p : CLI_DRAFT_MIN_P);
     printf("target: %s\ndrafter: %s, draft-max %d (adaptive)\nthreads: %d | kernels: %s | runs: %d timed + 1 warm-up | "
            "-n %d\n\n",
@@ -232,9 +235,10 @@ static int bench_spec(const char *cmd, const cli_engine_opts *eo, const cli_spec
     fflush(stdout);
     if (json) {
         slm_sb_printf(&js, "{\n  \"drafter\": ");
-        slm_sb_json_str(&js, so->lookup ? "lookup" : "draft-model");
+        slm_sb_json_str(&js, so->lookup ? "lookup" : so->draft_layers ? "self" : "draft-model");
         slm_sb_printf(&js, ", \"draft\": ");
         slm_sb_json_str(&js, so->draft ? so->draft : "");
+        slm_sb_printf(&js, ", \"draft_layers\": %d", so->draft_layers);
         slm_sb_printf(&js, ", \"lookup\": %d, \"draft_max\": %d, \"threads\": %d, \"n_gen\": %d, \"reps\": %d,\n  \"results\": [",
                       so->lookup, cs.sp.draft_max, slm_pool_size(e.ctx->pool), n_gen, reps);
         for (int i = 0; i < N_SPEC_PROMPTS; i++)

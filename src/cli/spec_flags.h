@@ -1,5 +1,6 @@
 /* spec_flags.h - the speculative decoding flags shared by run, chat and bench:
- * --draft MODEL, --lookup N, --draft-max G, --draft-min-p P, and setting up the drafter. */
+ * --draft MODEL, --draft-layers K, --lookup N, --draft-max G, --draft-min-p P, and setting up
+ * the drafter. */
 #ifndef SLM_CLI_SPEC_FLAGS_H
 #define SLM_CLI_SPEC_FLAGS_H
 
@@ -14,6 +15,7 @@
 
 typedef struct {
     const char *draft;  /* --draft path, NULL: none */
+    int draft_layers;   /* --draft-layers K: the target's first K layers + head draft, 0: off */
     int lookup;         /* --lookup n-gram size, 0: off */
     int draft_max;      /* 0: the default for the drafter */
     double min_p;       /* < 0: the default */

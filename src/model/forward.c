@@ -39,13 +39,19 @@ slm_status slm_ctx_create(const slm_model *m, const slm_ctx_params *params, slm_
     if (p.max_batch == 0) p.max_batch = 256;
     if (p.max_batch > p.n_ctx) p.max_batch = p.n_ctx;
     if (p.block_size == 0) p.block_size = SLM_KV_DEFAULT_BLOCK;
+    if (p.n_layers < 0 || p.n_layers > cfg->n_layers)
+        return slm_error(SLM_ERR_ARG, "context: %d layers of a %d-layer model", p.n_layers, cfg->n_layers);
+    if (p.n_layers == 0) p.n_layers = cfg->n_layers;
+    /* KV cache slots of the layers run (slots are numbered over the layers computing their own keys) */
+    int n_slots = 0;
+    for (int l = 0; l < p.n_layers; l++) n_slots += m->layers[l].kv_src == l;
 
     slm_ctx *c = calloc(1, sizeof *c);
     if (!c) return slm_error(SLM_ERR_NOMEM, "context: out of memory");
     c->model = m;
     c->p = p;
     const int kvd = cfg->n_kv_heads * cfg->head_dim;
-    slm_status s = slm_kv_create(p.kv_type, m->n_kv_layers, kvd, p.block_size, p.n_ctx, &c->kv);
+    slm_status s = slm_kv_create(p.kv_type, n_slots, kvd, p.block_size, p.n_ctx, &c->kv);
     if (s) {
         free(c);
         return s;
@@ -211,7 +217,8 @@ static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, const struct
                            (float)(sp[i].pos0 + t - sp[i].t0) * cfg->rope_scale, cfg->rope_base);
         }
 
-    for (int l = 0; l < cfg->n_layers; l++) {
+    const int n_layers = c->p.n_layers;
+    for (int l = 0; l < n_layers; l++) {
         const slm_layer *L = &m->layers[l];
         if (c->tap) c->tap(c->tap_user, l, SLM_TAP_RESID, c->x, n, dim);
         /* attention */
@@ -262,7 +269,7 @@ static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, const struct
         add_delta(c, &L->delta[SLM_LIN_DOWN], c->hb, n, c->xb2);
         for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->xb2[i];
     }
-    if (c->tap) c->tap(c->tap_user, cfg->n_layers, SLM_TAP_RESID, c->x, n, dim);
+    if (c->tap) c->tap(c->tap_user, n_layers, SLM_TAP_RESID, c->x, n, dim);
 
     if (n_out > 0) {
         for (int i = 0; i < n_out; i++)

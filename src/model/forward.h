@@ -40,6 +40,8 @@ typedef struct {
     int block_size; /* KV block size in tokens (0: SLM_KV_DEFAULT_BLOCK) */
     int n_threads;  /* worker threads (0: all online CPUs) */
     slm_kv_type kv_type; /* SLM_KV_F16 (default) or SLM_KV_F32 */
+    int n_layers;   /* 0: all; K: run only the first K layers, then the output norm and head
+                       (the model's own shallow copy: self-speculative drafting) */
     bool isa_set;   /* false: kernel set slm_isa_default() (honours $SLIMLM_ISA) */
     slm_isa isa;    /* the kernel set when isa_set */
     slm_pool *shared_pool; /* non-NULL: run on this pool (n_threads ignored; not freed with the
