@@ -95,6 +95,38 @@ static void check_first_layers(const slm_model *m, const int32_t *toks, int n, i
     slm_ctx_free(part);
 }
 
+/* Early exit: a threshold no cosine reaches changes nothing; one every cosine reaches makes
+ * every token leave at exit_min = K, and since layers below K then see exactly what they see
+ * in a context of the first K layers, the logits equal that context's, token by token. */
+static void check_early_exit(const slm_model *m, const int32_t *toks, int n, int K) {
+    const int V = m->cfg.vocab_size;
+    slm_ctx_params p = {.n_ctx = 64, .max_batch = 64, .isa_set = true, .isa = SLM_ISA_REF, .kv_type = SLM_KV_F32};
+    slm_ctx_params never = p, always = p, first = p;
+    never.early_exit = 1.5f;
+    always.early_exit = -1.0f;
+    always.exit_min = K;
+    first.n_layers = K;
+    slm_ctx *c[4] = {0};
+    const slm_ctx_params *ps[4] = {&p, &never, &always, &first};
+    float *lg[4];
+    for (int i = 0; i < 4; i++) {
+        lg[i] = malloc((size_t)n * V * sizeof *lg[i]);
+        CHECK(slm_ctx_create(m, ps[i], &c[i]) == SLM_OK, "early exit context %d", i);
+        for (int t = 0; t < n && c[i]; t++) CHECK(slm_ctx_eval(c[i], toks + t, 1, 1, lg[i] + (size_t)t * V) == SLM_OK, "eval");
+    }
+    float range;
+    CHECK(max_abs_diff(lg[0], lg[1], (size_t)n * V, &range) == 0, "early exit never taken: logits unchanged");
+    CHECK(c[1] && c[1]->exit_tokens == n && c[1]->exit_layers == (long)n * m->cfg.n_layers, "never taken: %ld layers run",
+          c[1] ? c[1]->exit_layers : -1L);
+    const float d = max_abs_diff(lg[3], lg[2], (size_t)n * V, &range);
+    CHECK(d <= 1e-4f * range, "always taken at layer %d: logits differ from the first-%d-layer context by %g", K, K, d);
+    CHECK(c[2] && c[2]->exit_layers == (long)n * K, "always taken: %ld layers run", c[2] ? c[2]->exit_layers : -1L);
+    for (int i = 0; i < 4; i++) {
+        slm_ctx_free(c[i]);
+        free(lg[i]);
+    }
+}
+
 int main(void) {
     slm_model *m;
     slm_status s = slm_model_load(test_model_path(), &m);
@@ -153,6 +185,7 @@ int main(void) {
     free(tok);
     check_first_layers(m, toks, T, 1);
     check_first_layers(m, toks, T, 12);
+    check_early_exit(m, toks, 10, 9);
     slm_model_free(m);
     return test_summary("test_forward");
 }

@@ -95,6 +95,10 @@ int cmd_perplexity(int argc, char **argv) {
         cli_fail_status(cmd, s);
         goto out;
     }
+    if (e.ctx->exit_tokens > 0)
+        printf("early exit: %.2f layers per token on average (of %d; cosine >= %g from layer %d)\n",
+               (double)e.ctx->exit_layers / (double)e.ctx->exit_tokens, e.model->cfg.n_layers, e.ctx->p.early_exit,
+               e.ctx->p.exit_min);
     printf("perplexity: %.4f +/- %.4f (%d windows of %d, %ld tokens scored, %.1f tok/s)\n", r.ppl,
            r.ppl * r.nll_stderr, r.n_chunks, pp.n_ctx, r.n_scored, r.tokens_per_s);
     if (r.has_kl) {

@@ -191,6 +191,9 @@ int cmd_run(int argc, char **argv) {
                 st.gen_s > 0 ? st.n_generated / st.gen_s : 0.0, st.hit_eog ? " (end of text)" : "",
                 slm_isa_name(e.ctx->isa), slm_pool_size(e.ctx->pool));
     if (stats && spec) cli_spec_print_stats(&so, &sst);
+    if (stats && e.ctx->exit_tokens > 0)
+        fprintf(stderr, "early exit: %.2f layers per generated token on average (of %d)\n",
+                (double)e.ctx->exit_layers / (double)e.ctx->exit_tokens, e.model->cfg.n_layers);
     rc = 0;
 out:
     cli_spec_free(&cs);

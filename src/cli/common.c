@@ -113,7 +113,11 @@ const char *const cli_engine_help =
     "  -t, --threads N      worker threads (default: all CPUs)\n"
     "  --kv-type T          KV cache element type: f16 (default) or f32\n"
     "  --isa NAME           kernels: avx512, avx2, scalar, or ref (exact f32 reference);\n"
-    "                       default: the best this CPU has ($SLIMLM_ISA overrides)\n";
+    "                       default: the best this CPU has ($SLIMLM_ISA overrides)\n"
+    "  --early-exit C       tokens decoded one at a time leave after the first layer whose\n"
+    "                       output has cosine >= C with its input (the later layers only cache\n"
+    "                       keys and values); perplexity then scores token by token\n"
+    "  --exit-min L         no early exit before layer L (default: a quarter of the layers)\n";
 
 int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_opts *o) {
     const char *a = argv[*i], *v;
@@ -128,6 +132,14 @@ int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_o
         if (!strcmp(v, "f16")) o->ctx.kv_type = SLM_KV_F16;
         else if (!strcmp(v, "f32")) o->ctx.kv_type = SLM_KV_F32;
         else return cli_fail(cmd, "--kv-type: '%s' is not f16 or f32", v), -1;
+    } else if (!strcmp(a, "--early-exit")) {
+        double d;
+        if (!(v = cli_value(cmd, argc, argv, i)) || !cli_float(cmd, a, v, 0.0, 1.0, &d)) return -1;
+        if (d <= 0) return cli_fail(cmd, "--early-exit: a cosine threshold in (0, 1]"), -1;
+        o->ctx.early_exit = (float)d;
+    } else if (!strcmp(a, "--exit-min")) {
+        if (!(v = cli_value(cmd, argc, argv, i)) || !cli_int(cmd, a, v, 1, 4096, &l)) return -1;
+        o->ctx.exit_min = (int)l;
     } else if (!strcmp(a, "--isa")) {
         if (!(v = cli_value(cmd, argc, argv, i))) return -1;
         int isa = slm_isa_from_name(v);

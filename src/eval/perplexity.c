@@ -192,7 +192,16 @@ slm_status slm_perplexity(slm_ctx *ctx, const int32_t *tokens, size_t n_tokens, 
         memcpy(win, tokens + (size_t)c * n_ctx, (size_t)n_ctx * sizeof *win);
         if (pp->bos >= 0) win[0] = pp->bos;
         slm_ctx_truncate(ctx, 0);
-        if ((s = slm_ctx_eval(ctx, win, n_ctx, n_out, logits))) goto done;
+        if (ctx->p.early_exit != 0) {
+            /* early exit applies to single-token passes: score the window token by token */
+            for (int i = 0; i < n_ctx && !s; i++) {
+                const int out = i >= n_ctx - n_out;
+                s = slm_ctx_eval(ctx, win + i, 1, out, out ? logits + (size_t)(i - (n_ctx - n_out)) * vocab : NULL);
+            }
+            if (s) goto done;
+        } else if ((s = slm_ctx_eval(ctx, win, n_ctx, n_out, logits))) {
+            goto done;
+        }
         for (int j = 0; j < per_chunk; j++) {
             const float *lg = logits + (size_t)j * vocab;
             const int32_t next = win[first + j + 1];

@@ -7,6 +7,7 @@
  * append and the attention treats the batch as one matrix of token rows. */
 #include "forward.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +43,9 @@ slm_status slm_ctx_create(const slm_model *m, const slm_ctx_params *params, slm_
     if (p.n_layers < 0 || p.n_layers > cfg->n_layers)
         return slm_error(SLM_ERR_ARG, "context: %d layers of a %d-layer model", p.n_layers, cfg->n_layers);
     if (p.n_layers == 0) p.n_layers = cfg->n_layers;
+    if (!(p.early_exit >= -1 && p.early_exit <= 1.5f) || p.exit_min < 0 || p.exit_min > cfg->n_layers)
+        return slm_error(SLM_ERR_ARG, "context: early exit %g from layer %d", p.early_exit, p.exit_min);
+    if (p.exit_min == 0) p.exit_min = cfg->n_layers / 4 > 1 ? cfg->n_layers / 4 : 1;
     /* KV cache slots of the layers run (slots are numbered over the layers computing their own keys) */
     int n_slots = 0;
     for (int l = 0; l < p.n_layers; l++) n_slots += m->layers[l].kv_src == l;
@@ -89,6 +93,7 @@ slm_status slm_ctx_create(const slm_model *m, const slm_ctx_params *params, slm_
         c->lr_y = alloc_f(B * rowmax, &ok);
         if ((size_t)m->max_delta_rank > rowmax) rowmax = (size_t)m->max_delta_rank;
     }
+    if (p.early_exit != 0) c->h_prev = alloc_f((size_t)cfg->dim, &ok);
     c->rope_cos = alloc_f(B * (cfg->rope_dim / 2), &ok);
     c->rope_sin = alloc_f(B * (cfg->rope_dim / 2), &ok);
     const size_t fa_n = slm_fa_scratch_floats(cfg->n_heads, cfg->n_kv_heads, cfg->head_dim);
@@ -121,7 +126,7 @@ void slm_ctx_free(slm_ctx *c) {
     if (c->owns_pool) slm_pool_free(c->pool);
     float *bufs[] = {c->x,  c->xb,  c->xb2,      c->q,        c->k,     c->v,
                      c->att, c->hb, c->hb2, c->rope_cos, c->rope_sin,
-                     c->fa_scratch, c->fa_parts, c->lr_t, c->lr_y};
+                     c->fa_scratch, c->fa_parts, c->lr_t, c->lr_y, c->h_prev};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(c->tokens);
     free(c->tok_buf);
@@ -200,6 +205,39 @@ static void add_delta(slm_ctx *c, const slm_lowrank *d, const float *x, int n, f
     for (size_t i = 0; i < len; i++) y[i] += c->lr_y[i];
 }
 
+static double cosine(const float *a, const float *b, int n) {
+    double ab = 0, aa = 0, bb = 0;
+    for (int i = 0; i < n; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 0.0;
+}
+
+/* Early exit of a single token at position pos of sequence seq: layers [from, n_layers) only
+ * compute and cache its keys and values from the exited residual stream c->x. */
+static void exit_fill_kv(slm_ctx *c, int from, slm_seq *seq, int pos) {
+    const slm_model *m = c->model;
+    const slm_config *cfg = &m->cfg;
+    const int dim = cfg->dim, hd = cfg->head_dim, kvd = cfg->n_kv_heads * hd;
+    for (int l = from; l < c->p.n_layers; l++) {
+        const slm_layer *L = &m->layers[l];
+        if (L->kv_src != l) continue;
+        slm_rmsnorm(c->xb, c->x, L->attn_norm, dim, cfg->norm_eps);
+        slm_matmul(&c->mm, &L->wk, c->xb, 1, c->k);
+        slm_matmul(&c->mm, &L->wv, c->xb, 1, c->v);
+        add_delta(c, &L->delta[SLM_LIN_K], c->xb, 1, c->k);
+        add_delta(c, &L->delta[SLM_LIN_V], c->xb, 1, c->v);
+        if (L->bk)
+            for (int i = 0; i < kvd; i++) c->k[i] += L->bk[i];
+        if (L->bv)
+            for (int i = 0; i < kvd; i++) c->v[i] += L->bv[i];
+        slm_rope(c->k, cfg->n_kv_heads, hd, cfg->rope_dim, c->rope_cos, c->rope_sin, cfg->rope_mode == SLM_ROPE_NEOX);
+        slm_kv_store(c->kv, seq, L->kv_slot, pos, c->k, c->v);
+    }
+}
+
 /* One forward pass over n <= max_batch tokens in spans (blocks already reserved); logits of
  * the rows out_rows[0..n_out) to logits [n_out][vocab]. */
 static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, const struct slm_span *sp, int n_spans,
@@ -218,9 +256,12 @@ static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, const struct
         }
 
     const int n_layers = c->p.n_layers;
+    const bool may_exit = c->p.early_exit != 0 && n == 1;
+    int layers_run = n_layers;
     for (int l = 0; l < n_layers; l++) {
         const slm_layer *L = &m->layers[l];
         if (c->tap) c->tap(c->tap_user, l, SLM_TAP_RESID, c->x, n, dim);
+        if (may_exit) memcpy(c->h_prev, c->x, (size_t)dim * sizeof *c->x);
         /* attention */
         for (int t = 0; t < n; t++)
             slm_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, L->attn_norm, dim, cfg->norm_eps);
@@ -268,6 +309,15 @@ static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, const struct
         slm_matmul(&c->mm, &L->w_down, c->hb, n, c->xb2);
         add_delta(c, &L->delta[SLM_LIN_DOWN], c->hb, n, c->xb2);
         for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->xb2[i];
+        if (may_exit && l + 1 < n_layers && l + 1 >= c->p.exit_min && cosine(c->x, c->h_prev, dim) >= c->p.early_exit) {
+            exit_fill_kv(c, l + 1, sp[0].seq, sp[0].pos0);
+            layers_run = l + 1;
+            break;
+        }
+    }
+    if (may_exit) {
+        c->exit_tokens++;
+        c->exit_layers += layers_run;
     }
     if (c->tap) c->tap(c->tap_user, n_layers, SLM_TAP_RESID, c->x, n, dim);
 

@@ -42,6 +42,13 @@ typedef struct {
     slm_kv_type kv_type; /* SLM_KV_F16 (default) or SLM_KV_F32 */
     int n_layers;   /* 0: all; K: run only the first K layers, then the output norm and head
                        (the model's own shallow copy: self-speculative drafting) */
+    /* Early exit (CALM-style, single-token passes only): after layer l >= exit_min - 1, when
+     * the cosine between the layer's output and its input (the residual stream before and
+     * after it) reaches early_exit, the token leaves: the later layers only compute and cache
+     * its keys and values from the exited state (with their own norms and projections), and
+     * the head reads the exited state. early_exit 0: off. exit_min 0: a quarter of the layers. */
+    float early_exit;
+    int exit_min;
     bool isa_set;   /* false: kernel set slm_isa_default() (honours $SLIMLM_ISA) */
     slm_isa isa;    /* the kernel set when isa_set */
     slm_pool *shared_pool; /* non-NULL: run on this pool (n_threads ignored; not freed with the
@@ -72,6 +79,9 @@ typedef struct slm_ctx {
     slm_isa isa;   /* kernel set in use */
     slm_mm mm;     /* matmul scratch and kernels */
     bool simd_attn;
+    float *h_prev;  /* [dim] early exit: the residual stream entering the current layer */
+    long exit_tokens;      /* single-token passes seen with early exit on */
+    long exit_layers;      /* layers run by them in full (sum) */
     slm_tap_fn tap; /* NULL: no observer */
     void *tap_user;
     /* per-pass bookkeeping, [max_batch] */
