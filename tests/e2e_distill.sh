@@ -174,6 +174,34 @@ ok &= "blk.1.attn_k.weight" not in {t.name for t in rb.tensors}
 sys.exit(0 if ok else 1)
 EOF
 
+# a shared teacher distilled into an unshared student (LoRA, lr 0): every layer's own matrices
+# with the deltas folded in, no sharing metadata left; logits unchanged
+"$BIN" distill "${D[@]/$TMP\/t.gguf/$TMP/sh.gguf}" -o "$TMP/unsh.gguf" --lora 4 --tokens 128 --lr 0 --min-lr 0 --type f32 >"$TMP/out" 2>&1
+check "shared teacher, LoRA student exits 0" test $? -eq 0
+"$BIN" logits -m "$TMP/unsh.gguf" --ids 5,17,99,3,250,12 --out "$TMP/unsh.lg" --isa ref -t 1 >/dev/null 2>&1
+check "unshared student of a shared teacher: logits unchanged, no sharing keys" python3 - "$TMP/sh.lg" "$TMP/unsh.lg" "$TMP/unsh.gguf" <<'EOF'
+import sys, numpy as np
+from gguf import GGUFReader
+a, b = np.fromfile(sys.argv[1], "<f4"), np.fromfile(sys.argv[2], "<f4")
+r = GGUFReader(sys.argv[3])
+ok = a.size == b.size and np.abs(a - b).max() <= 1e-4 * (a.max() - a.min())
+ok &= not any(k.startswith("slimlm.share.") for k in r.fields) and "blk.1.attn_q.weight" in {t.name for t in r.tensors}
+sys.exit(0 if ok else 1)
+EOF
+# weight sharing in a loop with KV sharing in threes: a weight source that reads another
+# layer's keys keeps wk / wv for the layers that use them; against itself KL 0
+python3 tests/reference/make_tiny_model.py "$TMP/t6.gguf" --layers 6 --dim 64 --type f32 >/dev/null
+"$BIN" share -m "$TMP/t6.gguf" -o "$TMP/lkv.gguf" --loop 2 --kv-share 3 --rank 4 -q >/dev/null 2>&1
+"$BIN" distill --teacher "$TMP/lkv.gguf" --student "$TMP/lkv.gguf" --data "$TMP/text.txt" --seq 32 --batch 4 -t 1 -q -o "$TMP/lkv0.gguf" --tokens 256 --lr 0 --min-lr 0 --log "$TMP/lkv.jsonl" >"$TMP/out" 2>&1
+check "loop + KV-shared student against itself: KL 0 (< 1e-5)" awk -F'"loss":' '{split($2, a, ","); if (a[1] + 0 > 1e-5 || a[1] + 0 < -1e-5) bad = 1} END {exit bad || NR != 2}' "$TMP/lkv.jsonl"
+# teacher-sampled sequences longer than the split-key threshold: the same bytes with 1 and 2 threads
+python3 tests/reference/make_tiny_model.py "$TMP/tl.gguf" --layers 2 --dim 64 --ctx 512 --type f32 >/dev/null
+for t in 1 2; do
+  "$BIN" distill --teacher "$TMP/tl.gguf" --every-other --data "$TMP/text.txt" --seq 288 --batch 2 --gen-frac 1 -q \
+    -o "$TMP/g$t.gguf" --tokens 576 -t $t >"$TMP/out" 2>&1
+done
+check "teacher-sampled sequences of 288: -t 1 and -t 2 give the same bytes" cmp -s "$TMP/g1.gguf" "$TMP/g2.gguf"
+
 # 8. refused input: one-line error, exit 1, no output
 expect_error "student with another vocabulary" "$BIN" distill "${D[@]}" --student "$TMP/other.gguf" -o "$TMP/x.gguf"
 check "the vocabulary mismatch is named" grep -q "vocabulary" "$TMP/e"

@@ -464,6 +464,7 @@ int cmd_distill(int argc, char **argv) {
     eo.ctx.max_batch = eo.ctx.n_ctx < 512 ? eo.ctx.n_ctx : 512;
     eo.ctx.n_threads = (int)a.threads;
     eo.ctx.kv_type = SLM_KV_F32;
+    eo.ctx.deterministic = true; /* teacher logits (and sampled sequences) independent of -t */
     cli_engine e;
     if (!cli_engine_load(cmd, &eo, true, &e)) return 1;
     const int rc = run(&a, &e);

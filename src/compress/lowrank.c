@@ -19,9 +19,8 @@ static double gauss(uint64_t *s) {
 }
 
 /* Orthonormalize the k columns of q [n][k] in place (modified Gram-Schmidt, twice). A column
- * that is (numerically) in the span of the earlier ones becomes zero. */
-static void orthonormalize(double *q, int n, int k) {
-    double *col_norm0 = malloc((size_t)k * sizeof *col_norm0);
+ * that is (numerically) in the span of the earlier ones becomes zero. col_norm0: [k] scratch. */
+static void orthonormalize(double *q, int n, int k, double *col_norm0) {
     for (int j = 0; j < k; j++) {
         double s = 0;
         for (int i = 0; i < n; i++) s += q[(size_t)i * k + j] * q[(size_t)i * k + j];
@@ -40,7 +39,6 @@ static void orthonormalize(double *q, int n, int k) {
             const double inv = s > 1e-12 * (col_norm0[j] > 0 ? col_norm0[j] : 1) && s > 1e-300 ? 1.0 / s : 0.0;
             for (int i = 0; i < n; i++) q[(size_t)i * k + j] *= inv;
         }
-    free(col_norm0);
 }
 
 /* y [rows][k] = d [rows][cols] x [cols][k] */
@@ -140,19 +138,20 @@ slm_status slm_lowrank_svd(const float *d, int rows, int cols, int rank, uint64_
     double *g = malloc((size_t)k * k * sizeof *g);
     double *w = malloc((size_t)k * sizeof *w);
     double *v = malloc((size_t)k * k * sizeof *v);
-    if (!q || !z || !bs || !g || !w || !v) {
-        free(q), free(z), free(bs), free(g), free(w), free(v);
+    double *cn = malloc((size_t)k * sizeof *cn);
+    if (!q || !z || !bs || !g || !w || !v || !cn) {
+        free(q), free(z), free(bs), free(g), free(w), free(v), free(cn);
         return slm_error(SLM_ERR_NOMEM, "svd: out of memory (%d x %d, rank %d)", rows, cols, rank);
     }
     uint64_t st = seed ^ 0x5eedULL;
     for (size_t i = 0; i < (size_t)cols * k; i++) z[i] = gauss(&st);
     mul_dx(d, rows, cols, z, k, q);
-    orthonormalize(q, rows, k);
+    orthonormalize(q, rows, k, cn);
     for (int it = 0; it < 2; it++) {
         mul_dtq(d, rows, cols, q, k, z);
-        orthonormalize(z, cols, k);
+        orthonormalize(z, cols, k, cn);
         mul_dx(d, rows, cols, z, k, q);
-        orthonormalize(q, rows, k);
+        orthonormalize(q, rows, k, cn);
     }
     /* bs = Q^T D, i.e. bs^T = D^T Q = z */
     mul_dtq(d, rows, cols, q, k, z);
@@ -183,6 +182,6 @@ slm_status slm_lowrank_svd(const float *d, int rows, int cols, int rank, uint64_
             a[(size_t)r * cols + c] = (float)(acc * inv);
         }
     }
-    free(q), free(z), free(bs), free(g), free(w), free(v);
+    free(q), free(z), free(bs), free(g), free(w), free(v), free(cn);
     return SLM_OK;
 }

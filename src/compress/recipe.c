@@ -233,7 +233,7 @@ static slm_status split_line(const char *s, size_t n, const char *name, int line
         }
         char **nt2 = realloc(tok, (size_t)(nt + 1) * sizeof *tok);
         if (!nt2 || cur.oom) {
-            st = FAIL("%s:%d: out of memory", name, line);
+            st = slm_error(SLM_ERR_NOMEM, "%s:%d: out of memory", name, line);
             goto fail;
         }
         tok = nt2;
@@ -247,7 +247,7 @@ fail:
     slm_sb_free(&cur);
     for (int k = 0; k < nt; k++) free(tok[k]);
     free(tok);
-    return st == SLM_ERR_ARG ? st : SLM_ERR_NOMEM;
+    return st;
 }
 
 /* A token as written in canonical text: bare when it has no blanks, quotes, '#' or '\'. */
@@ -372,7 +372,7 @@ static slm_status parse_line(slm_recipe *r, const char *s, size_t n, const char 
     }
     if (c.oom) {
         slm_sb_free(&c);
-        return FAIL("%s:%d: out of memory", name, line);
+        return slm_error(SLM_ERR_NOMEM, "%s:%d: out of memory", name, line);
     }
     p->canon = c.p;
     return check_step(p, name);

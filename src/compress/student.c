@@ -199,6 +199,31 @@ static slm_status write_float(slm_tmodel *m, const slm_student_export_opts *o, u
         (s = slm_gguf_writer_set_u64(w, "slimlm.distill.steps", (uint64_t)o->steps)) ||
         (s = slm_gguf_writer_set_f32(w, "slimlm.distill.final_loss", o->final_loss)))
         goto done;
+    /* sharing metadata describes the student, not its source: a student trained unshared (LoRA,
+     * a layer subset) has its own matrices in every layer */
+    static const char *const share_keys[] = {"slimlm.share.layer_map", "slimlm.share.kv_map", "slimlm.share.unique_layers",
+                                             "slimlm.share.rank", "slimlm.share.init"};
+    for (size_t k = 0; k < sizeof share_keys / sizeof *share_keys; k++) slm_gguf_writer_remove(w, share_keys[k]);
+    int32_t lmap[SLM_TMAX_SHARED_LAYERS], kmap[SLM_TMAX_SHARED_LAYERS];
+    const int nl = tc->cfg.n_layers;
+    slm_gguf_value mv = {.type = SLM_GGUF_ARRAY};
+    mv.arr.type = SLM_GGUF_INT32;
+    mv.arr.n = (uint64_t)nl;
+    slm_gguf_value kv = mv;
+    if (tc->shared) {
+        int unique = 0;
+        for (int l = 0; l < nl; l++) lmap[l] = tc->share_map[l], unique += tc->share_map[l] == l;
+        mv.arr.raw = (const uint8_t *)lmap;
+        if ((s = slm_gguf_writer_set(w, "slimlm.share.layer_map", &mv)) ||
+            (s = slm_gguf_writer_set_u32(w, "slimlm.share.unique_layers", (uint32_t)unique)) ||
+            (s = slm_gguf_writer_set_u32(w, "slimlm.share.rank", tc->deltas ? (uint32_t)tc->lora_rank : 0)))
+            goto done;
+    }
+    if (tc->kv_shared) {
+        for (int l = 0; l < nl; l++) kmap[l] = tc->kv_map[l];
+        kv.arr.raw = (const uint8_t *)kmap;
+        if ((s = slm_gguf_writer_set(w, "slimlm.share.kv_map", &kv))) goto done;
+    }
     for (int i = 0; i < np && !s; i++) {
         const slm_tparam *p = &tp[i];
         if (p->kind == SLM_TP_LORA) continue;

@@ -191,7 +191,7 @@ static void attention(slm_ctx *c, int layer, const struct slm_span *sp, int n_sp
         c->fa_items[i + 1] = c->fa_items[i] + slm_fa_prefill_items(&a[i]);
     }
     attn_job aj = {c, a, n_spans, c->fa_items,
-                   n_spans == 1 && sp[0].n == 1 && nth > 1 && sp[0].pos0 + 1 >= SLM_FA_SPLIT_MIN};
+                   !c->p.deterministic && n_spans == 1 && sp[0].n == 1 && nth > 1 && sp[0].pos0 + 1 >= SLM_FA_SPLIT_MIN};
     slm_pool_run(c->pool, attention_task, &aj);
     if (aj.split_keys) slm_fa_decode_merge(c->fa_parts, nth, cfg->n_heads, cfg->head_dim, a[0].out);
 }

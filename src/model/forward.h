@@ -49,6 +49,9 @@ typedef struct {
      * the head reads the exited state. early_exit 0: off. exit_min 0: a quarter of the layers. */
     float early_exit;
     int exit_min;
+    /* true: results independent of the thread count (single-token attention does not split
+     * the keys between threads; training's teacher needs this) */
+    bool deterministic;
     bool isa_set;   /* false: kernel set slm_isa_default() (honours $SLIMLM_ISA) */
     slm_isa isa;    /* the kernel set when isa_set */
     slm_pool *shared_pool; /* non-NULL: run on this pool (n_threads ignored; not freed with the

@@ -24,8 +24,7 @@ enum {
 enum { L_Q, L_K, L_V, L_O, L_GATE, L_UP, L_DOWN, L_N };
 static const int lin_weight[L_N] = {P_WQ, P_WK, P_WV, P_WO, P_GATE, P_UP, P_DOWN};
 static const int lin_bias[L_N] = {P_BQ, P_BK, P_BV, -1, -1, -1, -1};
-static const char *const lin_name[L_N] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up",
-                                          "ffn_down"};
+/* names: slm_lin_name (model.h), whose order the L_* values follow */
 
 struct slm_tmodel {
     slm_tcfg cfg;
@@ -199,9 +198,9 @@ static void build_table(slm_tmodel *m) {
             for (int j = 0; j < L_N; j++) {
                 if (!kv_own && (j == L_K || j == L_V)) continue; /* no keys of its own */
                 const slm_tparam *w = &m->params[ix[lin_weight[j]]];
-                snprintf(nm, sizeof nm, "blk.%d.%s.%s", l, lin_name[j], delta ? "delta_a" : "lora_a");
+                snprintf(nm, sizeof nm, "blk.%d.%s.%s", l, slm_lin_name(j), delta ? "delta_a" : "lora_a");
                 ix[P_LA + 2 * j] = add_param(m, nm, R, w->cols, delta ? SLM_TP_DELTA : SLM_TP_LORA);
-                snprintf(nm, sizeof nm, "blk.%d.%s.%s", l, lin_name[j], delta ? "delta_b" : "lora_b");
+                snprintf(nm, sizeof nm, "blk.%d.%s.%s", l, slm_lin_name(j), delta ? "delta_b" : "lora_b");
                 ix[P_LA + 2 * j + 1] = add_param(m, nm, w->rows, R, delta ? SLM_TP_DELTA : SLM_TP_LORA);
             }
     }
@@ -246,6 +245,8 @@ static slm_status check_cfg(const slm_tcfg *t, int max_B, int max_T) {
                 return slm_error(SLM_ERR_ARG, "tmodel: layer %d reads layer %d's keys (must be an earlier layer that computes its own)", l, s);
         }
     }
+    if (t->shared && t->lora_rank > 0 && !t->deltas)
+        return slm_error(SLM_ERR_ARG, "tmodel: adapters on a shared model are its per-layer deltas");
     if (t->deltas && (!t->shared || t->lora_rank < 1))
         return slm_error(SLM_ERR_ARG, "tmodel: per-layer deltas need a shared model and a rank");
     if (t->lora_rank < 0 || t->lora_rank > 4096) return slm_error(SLM_ERR_ARG, "tmodel: LoRA rank %d", t->lora_rank);
@@ -491,11 +492,11 @@ slm_status slm_tmodel_load(slm_tmodel *m, const struct slm_model *src, const int
         load_vec(wp(m, ix[P_ATTN_NORM]), S->attn_norm, c->dim);
         /* a layer using another's matrices: they were loaded with that layer */
         const bool own = !m->cfg.shared || m->cfg.share_map[l] == l;
-        if (own) {
-            load_mat(wp(m, ix[P_WQ]), &S->wq, row);
-            if (ix[P_WK] >= 0 && S->wk.data) load_mat(wp(m, ix[P_WK]), &S->wk, row);
-            if (ix[P_WV] >= 0 && S->wv.data) load_mat(wp(m, ix[P_WV]), &S->wv, row);
-        }
+        if (own) load_mat(wp(m, ix[P_WQ]), &S->wq, row);
+        /* keys / values: a weight source that reads another layer's keys has no wk / wv views of
+         * its own, so they are loaded by the layer using them (the same table entry) */
+        if (ix[P_WK] >= 0 && S->wk.data) load_mat(wp(m, ix[P_WK]), &S->wk, row);
+        if (ix[P_WV] >= 0 && S->wv.data) load_mat(wp(m, ix[P_WV]), &S->wv, row);
         if (m->cfg.qkv_bias) {
             load_vec(wp(m, ix[P_BQ]), S->bq, qd);
             if (ix[P_BK] >= 0) load_vec(wp(m, ix[P_BK]), S->bk, kvd);

@@ -242,8 +242,8 @@ void slm_t_rope_backward(treal *dx, int N, int T, int n_heads, const slm_config 
 
 /* The products of one (sequence, head) are matrix products on the calling thread (the pool
  * splits the heads; slm_sgemm in the float build): S = Q K^T, O = P V; backward dP = dO V^T,
- * dV += P^T dO, dQ += dS K, dK += dS^T Q. The causal upper triangle of P is zero, so the full
- * products are exact (half of S is computed, then masked). */
+ * dV += P^T dO, dQ += dS K, dK += dS^T Q. S is computed in full and its upper triangle then
+ * overwritten: P (and dS) are zero there, so the full products are exact. */
 typedef struct {
     treal *out, *att, *dq, *dk, *dv, *datt;
     const treal *dout, *q, *k, *v;
