@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../core/rng.h"
 #include "../core/sha256.h"
 #include "../core/strbuf.h"
 #include "../model/sampler.h"
@@ -27,13 +28,6 @@ const char *slm_distill_loss_name(slm_distill_loss l) {
     return "?";
 }
 
-static uint64_t mix64(uint64_t z) {
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* High 64 bits of a * b. */
 static uint64_t mulhi64(uint64_t a, uint64_t b) {
     const uint64_t al = a & 0xffffffffu, ah = a >> 32, bl = b & 0xffffffffu, bh = b >> 32;
@@ -43,7 +37,7 @@ static uint64_t mulhi64(uint64_t a, uint64_t b) {
 }
 
 static uint64_t key4(uint64_t seed, int64_t step, int a, int b) {
-    return mix64(mix64(mix64(mix64(seed) ^ (uint64_t)step) ^ (uint64_t)a) ^ (uint64_t)b);
+    return slm_mix64(slm_mix64(slm_mix64(slm_mix64(seed) ^ (uint64_t)step) ^ (uint64_t)a) ^ (uint64_t)b);
 }
 
 uint64_t slm_distill_offset(uint64_t seed, int64_t step, int a, int b, size_t n_train, int seq) {
@@ -134,7 +128,7 @@ static slm_status fill_sequence(dstate *st, int64_t step, int a, int b, int32_t 
     uint64_t rng = key4(st->p->seed ^ GEN_KEY, step, a, b);
     for (int i = GEN_PROMPT; i <= L && !s; i++) {
         rng += 0x9E3779B97F4A7C15ull;
-        const float u = (float)(mix64(rng) >> 40) * (1.0f / 16777216.0f);
+        const float u = (float)(slm_mix64(rng) >> 40) * (1.0f / 16777216.0f);
         const int32_t tok = slm_sample_logits(tl + (size_t)(i - 1) * V, V, &sp, u, st->cand);
         tgt[i - 1] = tok;
         if (i == L) break;

@@ -5,18 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static double gauss(uint64_t *s) {
-    double u1 = ((double)(splitmix(s) >> 11) + 0.5) / 9007199254740992.0;
-    double u2 = (double)(splitmix(s) >> 11) / 9007199254740992.0;
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
+#include "../core/rng.h"
 
 /* Orthonormalize the k columns of q [n][k] in place (modified Gram-Schmidt, twice). A column
  * that is (numerically) in the span of the earlier ones becomes zero. col_norm0: [k] scratch. */
@@ -144,7 +133,7 @@ slm_status slm_lowrank_svd(const float *d, int rows, int cols, int rank, uint64_
         return slm_error(SLM_ERR_NOMEM, "svd: out of memory (%d x %d, rank %d)", rows, cols, rank);
     }
     uint64_t st = seed ^ 0x5eedULL;
-    for (size_t i = 0; i < (size_t)cols * k; i++) z[i] = gauss(&st);
+    for (size_t i = 0; i < (size_t)cols * k; i++) z[i] = slm_rng_normal(&st);
     mul_dx(d, rows, cols, z, k, q);
     orthonormalize(q, rows, k, cn);
     for (int it = 0; it < 2; it++) {

@@ -7,18 +7,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "../core/rng.h"
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 void slm_bench_test_name(slm_bench_kind kind, int n_tokens, char *buf, int cap) {
     snprintf(buf, (size_t)cap, "%s%d", kind == SLM_BENCH_PP ? "pp" : "tg", n_tokens);
@@ -91,7 +87,7 @@ slm_status slm_bench_run(slm_ctx *ctx, const slm_bench_params *p, double *sample
     }
     /* pp and tg draw different sequences from the same seed */
     uint64_t rng = p->seed ^ (p->kind == SLM_BENCH_PP ? 0x7070u : 0x7467u);
-    for (int i = 0; i < p->n_tokens; i++) ids[i] = (int32_t)(splitmix64(&rng) % (uint64_t)vocab);
+    for (int i = 0; i < p->n_tokens; i++) ids[i] = (int32_t)(slm_splitmix64(&rng) % (uint64_t)vocab);
 
     char name[32];
     slm_bench_test_name(p->kind, p->n_tokens, name, sizeof name);

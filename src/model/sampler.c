@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/rng.h"
+
 slm_sampler_params slm_sampler_defaults(void) {
     return (slm_sampler_params){.temperature = 0.8f,
                                 .top_k = 40,
@@ -30,13 +32,6 @@ slm_status slm_sampler_check(const slm_sampler_params *p) {
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
-static uint64_t splitmix(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static float next_uniform(slm_sampler *s) {
     uint64_t s0 = s->rng[0], s1 = s->rng[1], r = s0 + s1;
     s1 ^= s0;
@@ -61,8 +56,8 @@ slm_status slm_sampler_create(const slm_sampler_params *p, int n_vocab, slm_samp
         return slm_error(SLM_ERR_NOMEM, "sampler: out of memory");
     }
     uint64_t x = p->seed;
-    s->rng[0] = splitmix(&x);
-    s->rng[1] = splitmix(&x);
+    s->rng[0] = slm_splitmix64(&x);
+    s->rng[1] = slm_splitmix64(&x);
     *out = s;
     return SLM_OK;
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "../core/dtype.h"
+#include "../core/rng.h"
 #include "../model/model.h"
 
 /* Tensors of one layer, in table order; the adapters of linear j are P_LA + 2j (A), + 1 (B). */
@@ -377,20 +378,6 @@ void slm_tmodel_zero_grad(slm_tmodel *m) { memset(m->g, 0, m->n_params * sizeof(
 
 /* ---- loading -------------------------------------------------------------------------------- */
 
-/* splitmix64 and a Box-Muller normal from it. */
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double normal(uint64_t *s) {
-    const double u = ((double)(splitmix(s) >> 11) + 0.5) / 9007199254740992.0;
-    const double v = (double)(splitmix(s) >> 11) / 9007199254740992.0;
-    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
-}
-
 /* Dequantize every row of mat into dst [rows][cols]; row is scratch of cols floats. */
 static void load_mat(treal *dst, const slm_mat *mat, float *row) {
     for (int64_t r = 0; r < mat->rows; r++) {
@@ -552,7 +539,7 @@ slm_status slm_tmodel_load(slm_tmodel *m, const struct slm_model *src, const int
             }
             uint64_t st = seed ^ (0x5EEDull + (uint64_t)(l * L_N + j) * 0x100000001B3ull);
             const double sd = 1.0 / sqrt((double)a->cols);
-            for (size_t i = 0; i < a->n; i++) m->w[a->offset + i] = (treal)(sd * normal(&st));
+            for (size_t i = 0; i < a->n; i++) m->w[a->offset + i] = (treal)(sd * slm_rng_normal(&st));
             memset(m->w + b->offset, 0, b->n * sizeof(treal));
         }
     }
