@@ -245,12 +245,15 @@ int cmd_awq(int argc, char **argv) {
                                 .importance = hook_importance};
     const slm_rq_opts ro = {.clip_search = clip && !fold_only, .hooks = &hooks,
                             .progress = quiet ? 0 : isatty(2) ? 1 : 2, .label = cmd};
-    if ((s = slm_rq_plan(g, want, &ro, &ts)) || (s = slm_rq_convert(e.ctx->pool, g, ts, &ro))) {
+    if ((s = slm_rq_plan(g, want, &ro, &ts))) {
         cli_fail_status(cmd, s);
         goto done;
     }
+    /* The model's weights are not read again: drop their pages (file-backed, read back on
+     * demand) before the tensors are streamed to the output. */
+    slm_rq_drop_all(e.model->gguf);
     char sha[65], method[64];
-    slm_sha256_hex(g->buf, g->size, sha);
+    slm_rq_sha256(g, sha);
     snprintf(method, sizeof method, "awq%s%s", clip ? "+clip-search" : "", fold_only ? " (folded, not quantized)" : "");
     const uint32_t out_type = fold_only ? SLM_DT_F32 : (uint32_t)type;
     if ((s = slm_gguf_writer_create(&w)) || (s = slm_gguf_writer_copy_kvs(w, g)) ||
@@ -263,8 +266,8 @@ int cmd_awq(int argc, char **argv) {
         (s = slm_gguf_writer_set_u32(w, "slimlm.awq.calib_seq", (uint32_t)slm_calib_seq_len(cal))) ||
         (s = slm_gguf_writer_set_u64(w, "slimlm.awq.calib_tokens", slm_calib_n_tokens(cal))) ||
         (s = slm_gguf_writer_set_str(w, "slimlm.source.sha256", sha)) ||
-        (s = slm_gguf_writer_set_str(w, "slimlm.version", SLM_VERSION)) || (s = slm_rq_add_tensors(w, g, ts)) ||
-        (s = slm_gguf_writer_write(w, out))) {
+        (s = slm_gguf_writer_set_str(w, "slimlm.version", SLM_VERSION)) ||
+        (s = slm_rq_convert_write(e.ctx->pool, g, ts, &ro, w, out))) {
         cli_fail_status(cmd, s);
         goto done;
     }

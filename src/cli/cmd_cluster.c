@@ -208,10 +208,10 @@ int cmd_cluster(int argc, char **argv) {
     if ((s = slm_rq_plan(g, want, &ro, &ts))) { cli_fail_status(cmd, s); goto done; }
     const slm_cluster_opts co = {.calib = cal, .seed = (uint64_t)seed, .progress = quiet ? 0 : isatty(2) ? 1 : 2,
                                  .label = cmd};
-    if ((s = slm_cluster_convert(weighted ? e.ctx->pool : pool, g, ts, &co))) { cli_fail_status(cmd, s); goto done; }
+    if (weighted) slm_rq_drop_all(e.model->gguf); /* calibration is done: its pages are not read again */
 
     char sha[65];
-    slm_sha256_hex(g->buf, g->size, sha);
+    slm_rq_sha256(g, sha);
     if ((s = slm_gguf_writer_create(&w)) || (s = slm_gguf_writer_copy_kvs(w, g)) ||
         (s = slm_gguf_writer_set_u32(w, "general.file_type", slm_rq_file_type((uint32_t)type))) ||
         (s = slm_gguf_writer_set_str(w, "slimlm.quantize.type", slm_dtype_name((uint32_t)type))) ||
@@ -219,8 +219,8 @@ int cmd_cluster(int argc, char **argv) {
         (s = slm_gguf_writer_set_u32(w, "slimlm.cluster.k", (uint32_t)k)) ||
         (s = slm_gguf_writer_set_u32(w, "slimlm.cluster.seed", (uint32_t)seed)) ||
         (s = slm_gguf_writer_set_str(w, "slimlm.source.sha256", sha)) ||
-        (s = slm_gguf_writer_set_str(w, "slimlm.version", SLM_VERSION)) || (s = slm_rq_add_tensors(w, g, ts)) ||
-        (s = slm_gguf_writer_write(w, out))) {
+        (s = slm_gguf_writer_set_str(w, "slimlm.version", SLM_VERSION)) ||
+        (s = slm_cluster_convert_write(weighted ? e.ctx->pool : pool, g, ts, &co, w, out))) {
         cli_fail_status(cmd, s);
         goto done;
     }

@@ -325,12 +325,8 @@ static int run_unstructured(prune_args *a, cli_engine *e) {
     for (size_t i = 0; i < nt; i++)
         if (notes[i] && !ts[i].note) ts[i].note = notes[i];
     free(notes);
-    if ((s = slm_rq_convert(e->ctx->pool, g, ts, &ro))) {
-        cli_fail_status(cmd, s);
-        goto done;
-    }
     char sha[65], pattern[32];
-    slm_sha256_hex(g->buf, g->size, sha);
+    slm_rq_sha256(g, sha); /* pages dropped as it goes; the conversion drops each tensor's after it */
     snprintf(pattern, sizeof pattern, a->po.nm_m ? "%d:%d" : "unstructured", a->po.nm_n, a->po.nm_m);
     if ((s = slm_gguf_writer_create(&w)) || (s = slm_gguf_writer_copy_kvs(w, g)) ||
         (s = slm_gguf_writer_set_u32(w, "general.file_type", slm_rq_file_type(main_type))) ||
@@ -342,8 +338,8 @@ static int run_unstructured(prune_args *a, cli_engine *e) {
                                      (float)(a->po.nm_m ? 1.0 - (double)a->po.nm_n / a->po.nm_m : a->po.sparsity))) ||
         (s = slm_gguf_writer_set_str(w, "slimlm.prune.storage", slm_dtype_name(main_type))) ||
         (s = slm_gguf_writer_set_str(w, "slimlm.source.sha256", sha)) ||
-        (s = slm_gguf_writer_set_str(w, "slimlm.version", SLM_VERSION)) || (s = slm_rq_add_tensors(w, g, ts)) ||
-        (s = slm_gguf_writer_write(w, a->out))) {
+        (s = slm_gguf_writer_set_str(w, "slimlm.version", SLM_VERSION)) ||
+        (s = slm_rq_convert_write(e->ctx->pool, g, ts, &ro, w, a->out))) {
         cli_fail_status(cmd, s);
         goto done;
     }

@@ -322,13 +322,12 @@ int cmd_quantize(int argc, char **argv) {
         slm_sb_printf(&keep_text, "%s%s", r ? " " : "", keep[r].text);
     }
 
-    /* Convert. */
     if ((s = slm_pool_create((int)threads, &pool))) { cli_fail_status(cmd, s); goto done; }
-    if ((s = slm_rq_convert(pool, g, plans, &ro))) { cli_fail_status(cmd, s); goto done; }
 
-    /* Metadata and tensors to the writer. */
+    /* Metadata to the writer; tensors are converted while the file is written, one at a time
+     * (the input's pages dropped as it goes). */
     char sha[65];
-    slm_sha256_hex(g->buf, g->size, sha);
+    slm_rq_sha256(g, sha);
     if ((s = slm_gguf_writer_create(&w)) || (s = slm_gguf_writer_copy_kvs(w, g)) ||
         (s = slm_gguf_writer_set_u32(w, "general.file_type", slm_rq_file_type((uint32_t)main_type))) ||
         (s = slm_gguf_writer_set_str(w, "slimlm.quantize.type", slm_dtype_name((uint32_t)main_type))) ||
@@ -343,8 +342,7 @@ int cmd_quantize(int argc, char **argv) {
         goto done;
     }
     if (keep_text.oom) { cli_fail(cmd, "out of memory"); goto done; }
-    if ((s = slm_rq_add_tensors(w, g, plans))) { cli_fail_status(cmd, s); goto done; }
-    if ((s = slm_gguf_writer_write(w, out))) { cli_fail_status(cmd, s); goto done; }
+    if ((s = slm_rq_convert_write(pool, g, plans, &ro, w, out))) { cli_fail_status(cmd, s); goto done; }
 
     slm_rq_print_summary(stdout, plans, nt, !quiet, slm_dtype_name((uint32_t)main_type));
     printf("wrote %s\n", out);

@@ -70,9 +70,21 @@ static bool hook_quantize_row(void *user, const slm_rq_tensor *p, int64_t row, f
     return true;
 }
 
-slm_status slm_cluster_convert(slm_pool *pool, const slm_gguf *g, slm_rq_tensor *ts, const slm_cluster_opts *o) {
+/* Both entry points: the requant options with this quantizer as the hook. w NULL: convert in
+ * memory; else convert while writing w to path. */
+static slm_status run(slm_pool *pool, const slm_gguf *g, slm_rq_tensor *ts, const slm_cluster_opts *o,
+                      slm_gguf_writer *w, const char *path) {
     slm_cluster_opts oo = o ? *o : (slm_cluster_opts){.seed = 1};
     const slm_rq_hooks hooks = {.user = &oo, .importance = hook_importance, .quantize_row = hook_quantize_row};
     const slm_rq_opts ro = {.hooks = &hooks, .progress = oo.progress, .label = oo.label ? oo.label : "cluster"};
-    return slm_rq_convert(pool, g, ts, &ro);
+    return w ? slm_rq_convert_write(pool, g, ts, &ro, w, path) : slm_rq_convert(pool, g, ts, &ro);
+}
+
+slm_status slm_cluster_convert(slm_pool *pool, const slm_gguf *g, slm_rq_tensor *ts, const slm_cluster_opts *o) {
+    return run(pool, g, ts, o, NULL, NULL);
+}
+
+slm_status slm_cluster_convert_write(slm_pool *pool, const slm_gguf *g, slm_rq_tensor *ts, const slm_cluster_opts *o,
+                                     slm_gguf_writer *w, const char *path) {
+    return run(pool, g, ts, o, w, path);
 }

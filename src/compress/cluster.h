@@ -37,5 +37,8 @@ void slm_cluster_row(uint32_t t, const float *x, const float *imp, int64_t n, ui
  * with slm_cluster_row as its quantizer, threads splitting the rows; fills dst, err2 and ref2.
  * Tensors planned to another type go through their from_float. */
 slm_status slm_cluster_convert(slm_pool *pool, const slm_gguf *g, slm_rq_tensor *ts, const slm_cluster_opts *o);
+/* The same, streamed: converts each tensor while w is written to path (slm_rq_convert_write). */
+slm_status slm_cluster_convert_write(slm_pool *pool, const slm_gguf *g, slm_rq_tensor *ts, const slm_cluster_opts *o,
+                                     slm_gguf_writer *w, const char *path);
 
 #endif

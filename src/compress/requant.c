@@ -7,10 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "core/dtype.h"
 #include "core/gq.h"
+#include "core/sha256.h"
 
 uint32_t slm_rq_file_type(uint32_t dtype) {
     switch (dtype) {
@@ -203,32 +205,146 @@ static slm_status convert_one(slm_pool *pool, slm_rq_tensor *p, const slm_rq_opt
     return s;
 }
 
+/* Progress over the planned tensors: a bar (1) or a line per converted tensor (2). */
+typedef struct {
+    int mode;
+    const char *label;
+    uint64_t work_all, work_done;
+} progress;
+
+static progress progress_start(const slm_rq_tensor *ts, size_t nt, const slm_rq_opts *o) {
+    progress pr = {.mode = o ? o->progress : 0, .label = o && o->label ? o->label : "convert"};
+    for (size_t i = 0; i < nt; i++)
+        if (ts[i].convert) pr.work_all += (uint64_t)ts[i].n;
+    return pr;
+}
+
+static void progress_show(const progress *pr, const slm_rq_tensor *p, size_t i, size_t nt) {
+    if (pr->mode == 1) {
+        const int width = 30, fill = pr->work_all ? (int)(width * pr->work_done / pr->work_all) : width;
+        fprintf(stderr, "\r\033[K%s: [%.*s%*s] %3d%% %zu/%zu %s", pr->label, fill, "##############################",
+                width - fill, "", pr->work_all ? (int)(100 * pr->work_done / pr->work_all) : 100, i + 1, nt, p->name);
+    } else if (pr->mode == 2 && p->convert) {
+        fprintf(stderr, "%s: [%zu/%zu] %s %s -> %s\n", pr->label, i + 1, nt, p->name, slm_dtype_name(p->in_type),
+                slm_dtype_name(p->out_type));
+    }
+}
+
+static void progress_end(const progress *pr, bool failed) {
+    if (pr->mode == 1) fputs(failed ? "\n" : "\r\033[K", stderr);
+}
+
 slm_status slm_rq_convert(slm_pool *pool, const slm_gguf *g, slm_rq_tensor *ts, const slm_rq_opts *o) {
     const size_t nt = (size_t)g->n_tensors;
-    const int progress = o ? o->progress : 0;
-    const char *label = o && o->label ? o->label : "convert";
-    uint64_t work_all = 0, work_done = 0;
-    for (size_t i = 0; i < nt; i++)
-        if (ts[i].convert) work_all += (uint64_t)ts[i].n;
+    progress pr = progress_start(ts, nt, o);
     for (size_t i = 0; i < nt; i++) {
         slm_rq_tensor *p = &ts[i];
-        if (progress == 1) {
-            const int width = 30, fill = work_all ? (int)(width * work_done / work_all) : width;
-            fprintf(stderr, "\r\033[K%s: [%.*s%*s] %3d%% %zu/%zu %s", label, fill, "##############################",
-                    width - fill, "", work_all ? (int)(100 * work_done / work_all) : 100, i + 1, nt, p->name);
-        } else if (progress == 2 && p->convert) {
-            fprintf(stderr, "%s: [%zu/%zu] %s %s -> %s\n", label, i + 1, nt, p->name, slm_dtype_name(p->in_type),
-                    slm_dtype_name(p->out_type));
-        }
+        progress_show(&pr, p, i, nt);
         slm_status s;
         if (p->convert && (s = convert_one(pool, p, o))) {
-            if (progress == 1) fputc('\n', stderr);
+            progress_end(&pr, true);
             return s;
         }
-        if (p->convert) work_done += (uint64_t)p->n;
+        if (p->convert) pr.work_done += (uint64_t)p->n;
     }
-    if (progress == 1) fprintf(stderr, "\r\033[K");
+    progress_end(&pr, false);
     return SLM_OK;
+}
+
+/* ---- streaming conversion ------------------------------------------------------------ */
+
+void slm_rq_drop_pages(const slm_gguf *g, const void *p, size_t n) {
+    if (!g || !g->map || !p || !n) return;
+    const uint8_t *base = g->map, *lo = p, *hi = lo + n;
+    if (lo < base || hi > base + g->size || hi < lo) return; /* not inside this mapping */
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)lo / page * page, b = ((uintptr_t)hi + page - 1) / page * page;
+    /* the mapping is page-aligned, so the rounded range stays inside it */
+    (void)madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+void slm_rq_drop_all(const slm_gguf *g) {
+    if (g && g->map) (void)madvise(g->map, g->size, MADV_DONTNEED);
+}
+
+/* Hashing granule of slm_rq_sha256: pages are dropped after each chunk. */
+#define SHA_CHUNK ((size_t)4 << 20)
+
+void slm_rq_sha256(const slm_gguf *g, char out[65]) {
+    slm_sha256 c;
+    slm_sha256_init(&c);
+    for (size_t at = 0; at < g->size; at += SHA_CHUNK) {
+        const size_t k = g->size - at < SHA_CHUNK ? g->size - at : SHA_CHUNK;
+        slm_sha256_update(&c, g->buf + at, k);
+        slm_rq_drop_pages(g, g->buf + at, k);
+    }
+    uint8_t d[32];
+    slm_sha256_final(&c, d);
+    for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* What the writer's producers share: one tensor is converted (or its input borrowed) when the
+ * writer asks for it, and freed (input pages dropped) once it is written. */
+typedef struct {
+    slm_pool *pool;
+    const slm_gguf *g;
+    slm_rq_tensor *ts;
+    const slm_rq_opts *o;
+    progress pr;
+    const uint8_t *lo, *hi; /* input bytes released so far (pages dropped) */
+} stream;
+
+static slm_status stream_produce(void *user, size_t i, const void **data) {
+    stream *st = user;
+    slm_rq_tensor *p = &st->ts[i];
+    progress_show(&st->pr, p, i, (size_t)st->g->n_tensors);
+    if (!p->convert) {
+        *data = p->src;
+        return SLM_OK;
+    }
+    slm_status s = convert_one(st->pool, p, st->o);
+    if (s) {
+        free(p->dst);
+        p->dst = NULL;
+        return s;
+    }
+    *data = p->dst;
+    return SLM_OK;
+}
+
+static void stream_release(void *user, size_t i, const void *data) {
+    (void)data;
+    stream *st = user;
+    slm_rq_tensor *p = &st->ts[i];
+    if (p->convert) {
+        free(p->dst);
+        p->dst = NULL;
+        st->pr.work_done += (uint64_t)p->n;
+    }
+    /* Drop everything released so far, not only this tensor: reading a tensor maps the
+     * neighbouring cached pages too (fault-around), some of them in tensors dropped before. */
+    if (!p->src || !p->in_bytes) return;
+    const uint8_t *a = p->src, *b = a + p->in_bytes;
+    if (!st->lo || a < st->lo) st->lo = a;
+    if (!st->hi || b > st->hi) st->hi = b;
+    slm_rq_drop_pages(st->g, st->lo, (size_t)(st->hi - st->lo));
+}
+
+slm_status slm_rq_convert_write(slm_pool *pool, const slm_gguf *g, slm_rq_tensor *ts, const slm_rq_opts *o,
+                                slm_gguf_writer *w, const char *path) {
+    const size_t nt = (size_t)g->n_tensors;
+    stream st = {.pool = pool, .g = g, .ts = ts, .o = o, .pr = progress_start(ts, nt, o)};
+    for (size_t i = 0; i < nt; i++) {
+        const slm_gguf_tensor *t = &g->tensors[i];
+        const slm_gguf_tensor_source src = {.produce = stream_produce, .release = stream_release, .user = &st,
+                                            .index = i};
+        slm_status s = slm_gguf_writer_add_tensor_src(w, ts[i].name, t->n_dims, t->ne, ts[i].out_type,
+                                                      ts[i].out_bytes, &src);
+        if (s) return s;
+    }
+    slm_status s = slm_gguf_writer_write(w, path);
+    progress_end(&st.pr, s != SLM_OK);
+    return s;
 }
 
 slm_status slm_rq_add_tensors(slm_gguf_writer *w, const slm_gguf *g, const slm_rq_tensor *ts) {

@@ -69,6 +69,24 @@ int slm_rq_gq_layout(uint32_t t);
 /* Convert every planned tensor (threads split the rows). */
 slm_status slm_rq_convert(slm_pool *pool, const slm_gguf *g, slm_rq_tensor *ts, const slm_rq_opts *o);
 
+/* Convert and write in one pass, one tensor in memory at a time: every tensor (converted or
+ * copied, in the input's order) is added to w as a producer, then w is written to path. Each
+ * planned tensor is converted when the writer reaches it (threads split the rows), its bytes
+ * freed right after they are written, and the input's pages of that tensor dropped. The
+ * output is the same file as slm_rq_convert + slm_rq_add_tensors + slm_gguf_writer_write
+ * give; after it, ts holds sizes and error sums (for slm_rq_print_summary) but no data (dst
+ * NULL). Peak memory: one converted tensor plus the pages of the one being read. */
+slm_status slm_rq_convert_write(slm_pool *pool, const slm_gguf *g, slm_rq_tensor *ts, const slm_rq_opts *o,
+                                slm_gguf_writer *w, const char *path);
+
+/* Drop the resident pages of [p, p + n) when it lies in g's file mapping (no-op for a model
+ * parsed from memory): they are read from the file again if touched later. */
+void slm_rq_drop_pages(const slm_gguf *g, const void *p, size_t n);
+/* The same for the whole mapping. */
+void slm_rq_drop_all(const slm_gguf *g);
+/* SHA-256 (hex) of g's whole file, read in chunks whose pages are dropped after hashing. */
+void slm_rq_sha256(const slm_gguf *g, char out[65]);
+
 /* Add every tensor (converted or copied) to w, in the input's order. */
 slm_status slm_rq_add_tensors(slm_gguf_writer *w, const slm_gguf *g, const slm_rq_tensor *ts);
 

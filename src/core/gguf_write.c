@@ -5,14 +5,20 @@
  * tensor's data at its offset, followed by zero padding to the alignment (the last tensor
  * too). Offsets are relative to the start of the data section, each a multiple of the
  * alignment. Nothing depends on time, addresses or the environment, so the same input gives
- * the same bytes. */
+ * the same bytes.
+ *
+ * Memory: tensors with a producer are asked for their bytes one at a time, in order, and
+ * released right after they are written; the read-back check keeps at most VERIFY_CHUNK
+ * bytes of the mapped output resident. */
 #include "gguf_write.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "atomic_file.h"
 #include "dtype.h"
@@ -30,7 +36,8 @@ typedef struct {
     uint32_t n_dims;
     int64_t ne[SLM_GGUF_MAX_DIMS];
     uint32_t type;
-    const void *data; /* borrowed */
+    const void *data; /* borrowed, or NULL when src.produce gives the bytes */
+    slm_gguf_tensor_source src;
     size_t nbytes;
     uint64_t offset;   /* relative to the data section, set by write */
     uint64_t checksum; /* of the bytes written, set by write */
@@ -178,8 +185,8 @@ void slm_gguf_writer_remove(slm_gguf_writer *w, const char *key) {
     w->n_kv--;
 }
 
-slm_status slm_gguf_writer_add_tensor(slm_gguf_writer *w, const char *name, uint32_t n_dims, const int64_t *ne,
-                                      uint32_t dtype, const void *data, size_t nbytes) {
+static slm_status add_tensor(slm_gguf_writer *w, const char *name, uint32_t n_dims, const int64_t *ne,
+                             uint32_t dtype, const void *data, const slm_gguf_tensor_source *src, size_t nbytes) {
     if (!name || !*name) return slm_error(SLM_ERR_ARG, "gguf write: empty tensor name");
     for (size_t i = 0; i < w->n_t; i++)
         if (!strcmp(w->t[i].name, name)) return slm_error(SLM_ERR_ARG, "gguf write: duplicate tensor '%s'", name);
@@ -190,6 +197,7 @@ slm_status slm_gguf_writer_add_tensor(slm_gguf_writer *w, const char *name, uint
     if (!tr || tr->block_size <= 0 || tr->block_bytes == 0)
         return slm_error(SLM_ERR_ARG, "gguf write: tensor '%s': unknown dtype %u", name, dtype);
     wtensor t = {.n_dims = n_dims, .type = dtype, .data = data, .nbytes = nbytes};
+    if (src) t.src = *src;
     int64_t rows = 1;
     for (int d = 0; d < SLM_GGUF_MAX_DIMS; d++) {
         t.ne[d] = (uint32_t)d < n_dims ? ne[d] : 1;
@@ -206,7 +214,8 @@ slm_status slm_gguf_writer_add_tensor(slm_gguf_writer *w, const char *name, uint
     if (want != nbytes)
         return slm_error(SLM_ERR_ARG, "gguf write: tensor '%s': %zu bytes given, the %s shape needs %zu", name,
                          nbytes, tr->name, want);
-    if (nbytes && !data) return slm_error(SLM_ERR_ARG, "gguf write: tensor '%s': no data", name);
+    if (nbytes && !data && !(src && src->produce))
+        return slm_error(SLM_ERR_ARG, "gguf write: tensor '%s': no data", name);
     if (w->n_t == w->cap_t) {
         size_t cap = w->cap_t ? 2 * w->cap_t : 64;
         wtensor *p = realloc(w->t, cap * sizeof *p);
@@ -217,6 +226,18 @@ slm_status slm_gguf_writer_add_tensor(slm_gguf_writer *w, const char *name, uint
     if (!(t.name = dup_str(name))) return slm_error(SLM_ERR_NOMEM, "gguf write: out of memory");
     w->t[w->n_t++] = t;
     return SLM_OK;
+}
+
+slm_status slm_gguf_writer_add_tensor(slm_gguf_writer *w, const char *name, uint32_t n_dims, const int64_t *ne,
+                                      uint32_t dtype, const void *data, size_t nbytes) {
+    return add_tensor(w, name, n_dims, ne, dtype, data, NULL, nbytes);
+}
+
+slm_status slm_gguf_writer_add_tensor_src(slm_gguf_writer *w, const char *name, uint32_t n_dims, const int64_t *ne,
+                                          uint32_t dtype, size_t nbytes, const slm_gguf_tensor_source *src) {
+    if (!src || !src->produce)
+        return slm_error(SLM_ERR_ARG, "gguf write: tensor '%s': no producer", name ? name : "");
+    return add_tensor(w, name, n_dims, ne, dtype, NULL, src, nbytes);
 }
 
 /* ---- encoding ------------------------------------------------------------------------ */
@@ -332,11 +353,39 @@ static void put_value(out_file *o, const slm_gguf_value *v) {
     }
 }
 
-/* FNV-1a, 64-bit: a checksum of tensor bytes for the read-back check. */
-static uint64_t checksum(const void *p, size_t n) {
+/* FNV-1a, 64-bit: a checksum of tensor bytes for the read-back check, continued from h
+ * (start with FNV_START). */
+#define FNV_START 0xcbf29ce484222325ull
+static uint64_t checksum(uint64_t h, const void *p, size_t n) {
     const uint8_t *b = p;
-    uint64_t h = 0xcbf29ce484222325ull;
     for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Read-back granule: the verification maps the file but keeps at most this many bytes of it
+ * resident, dropping each chunk's pages once it is checksummed. */
+#define VERIFY_CHUNK ((size_t)4 << 20)
+
+/* Drops the resident pages of [p, p + n) of a read-only file mapping (rounded out to pages;
+ * the bytes are read from the file again if touched later). */
+static void drop_pages(const void *p, size_t n) {
+    if (!n) return;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = (uintptr_t)p / page * page, hi = ((uintptr_t)p + n + page - 1) / page * page;
+    (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+/* The checksum of a mapped tensor, chunk by chunk, dropping the pages of [lo, chunk end) as
+ * it goes: lo is where the data section starts, so pages that fault-around mapped behind
+ * the chunks already dropped go too. */
+static uint64_t checksum_mapped(const uint8_t *lo, const void *p, size_t n) {
+    uint64_t h = FNV_START;
+    for (size_t at = 0; at < n; at += VERIFY_CHUNK) {
+        const size_t k = n - at < VERIFY_CHUNK ? n - at : VERIFY_CHUNK;
+        const uint8_t *c = (const uint8_t *)p + at;
+        h = checksum(h, c, k);
+        if (c >= lo) drop_pages(lo, (size_t)(c + k - lo));
+    }
     return h;
 }
 
@@ -386,7 +435,7 @@ static slm_status verify(const slm_gguf_writer *w, const char *tmp, uint64_t siz
                           t->name);
             goto done;
         }
-        if (checksum(r->data, r->nbytes) != t->checksum) {
+        if (checksum_mapped(g->buf + g->data_offset, r->data, r->nbytes) != t->checksum) {
             s = slm_error(SLM_ERR_IO, "read-back check: tensor '%s': data checksum differs", t->name);
             goto done;
         }
@@ -435,8 +484,18 @@ slm_status slm_gguf_writer_write(slm_gguf_writer *w, const char *path) {
     uint64_t data_start = o.pos;
     for (size_t i = 0; i < w->n_t; i++) {
         wtensor *t = &w->t[i];
-        t->checksum = checksum(t->data, t->nbytes);
-        put(&o, t->data, t->nbytes);
+        if (o.f.failed) break; /* reported below; no more tensors are produced */
+        const void *data = t->data;
+        if (t->src.produce) {
+            if ((s = t->src.produce(t->src.user, t->src.index, &data)) || (!data && t->nbytes)) {
+                if (!s) s = slm_error(SLM_ERR_ARG, "gguf write: tensor '%s': producer gave no data", t->name);
+                slm_afile_abort(&o.f);
+                return slm_error_prefix(s, "%s", path);
+            }
+        }
+        t->checksum = checksum(FNV_START, data, t->nbytes);
+        put(&o, data, t->nbytes);
+        if (t->src.produce && t->src.release) t->src.release(t->src.user, t->src.index, data);
         uint64_t end = t->offset + t->nbytes;
         put_zeros(&o, (size_t)((align - end % align) % align));
     }

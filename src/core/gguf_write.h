@@ -7,6 +7,12 @@
  * then fsynced and renamed into place. On any error nothing is left under the target name
  * and the temporary file is removed.
  *
+ * Tensors are either borrowed buffers (slm_gguf_writer_add_tensor) or produced during the
+ * write (slm_gguf_writer_add_tensor_src): the writer asks for each one's bytes when its turn
+ * comes and releases them right after, so a file of any size can be written with one tensor
+ * in memory at a time. The read-back check reads the output in chunks and drops each chunk's
+ * pages after checksumming it.
+ *
  * Memory: keys and tensor names are copied; string values set with slm_gguf_writer_set_str
  * are copied. Values passed as slm_gguf_value (including everything copied from an input
  * slm_gguf) and tensor data are borrowed: they must stay alive until the write returns. */
@@ -46,6 +52,22 @@ size_t slm_gguf_writer_n_kv(const slm_gguf_writer *w);
  * equal the size the shape and dtype imply. The data is borrowed. */
 slm_status slm_gguf_writer_add_tensor(slm_gguf_writer *w, const char *name, uint32_t n_dims, const int64_t *ne,
                                       uint32_t dtype, const void *data, size_t nbytes);
+
+/* A tensor produced during the write. produce is called once, in tensor order, while the
+ * file is written: it sets *data to the tensor's nbytes bytes (or returns an error, which
+ * aborts the write); they must stay valid until release (may be NULL) is called, right after
+ * they are written. index is passed back as given. */
+typedef struct {
+    slm_status (*produce)(void *user, size_t index, const void **data);
+    void (*release)(void *user, size_t index, const void *data);
+    void *user;
+    size_t index;
+} slm_gguf_tensor_source;
+
+/* Add a tensor whose bytes src produces at write time (shape rules as add_tensor; src is
+ * copied, src->user borrowed). */
+slm_status slm_gguf_writer_add_tensor_src(slm_gguf_writer *w, const char *name, uint32_t n_dims, const int64_t *ne,
+                                          uint32_t dtype, size_t nbytes, const slm_gguf_tensor_source *src);
 
 /* Write everything to path (atomically, verified before the rename). The alignment is
  * general.alignment (a UINT32 power of two) when set, else 32. */
