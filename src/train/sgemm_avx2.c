@@ -11,6 +11,7 @@ static inline __m256i lane_mask(int n) { /* lanes [0, n) set, n in 0..8 */
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), idx);
 }
 
+/* The first n (>= 1) lanes of c (all 8 when n >= 8; m masks them otherwise) combined with acc. */
 static inline void combine(float *c, int n, __m256i m, __m256 acc, int mode, __m256 beta) {
     if (n >= 8) {
         if (mode == SG_STORE) {
@@ -22,7 +23,6 @@ static inline void combine(float *c, int n, __m256i m, __m256 acc, int mode, __m
         _mm256_storeu_ps(c, _mm256_add_ps(old, acc));
         return;
     }
-    if (n <= 0) return;
     if (mode == SG_STORE) {
         _mm256_maskstore_ps(c, m, acc);
         return;
@@ -54,7 +54,7 @@ static void kernel_6x16(int kc, const float *a, const float *b, float *c, long l
     for (int i = 0; i < MR; i++) {
         if (i < mr) {
             combine(c + i * ldc, nr, m0, acc[i][0], mode, vb);
-            combine(c + i * ldc + 8, nr - 8, m1, acc[i][1], mode, vb);
+            if (nr > 8) combine(c + i * ldc + 8, nr - 8, m1, acc[i][1], mode, vb);
         }
     }
 }

@@ -39,7 +39,7 @@ static void kernel_12x32(int kc, const float *a, const float *b, float *c, long 
     for (int i = 0; i < MR; i++) {
         if (i < mr) {
             combine(c + i * ldc, m0, acc[i][0], mode, vb);
-            combine(c + i * ldc + 16, m1, acc[i][1], mode, vb);
+            if (nr > 16) combine(c + i * ldc + 16, m1, acc[i][1], mode, vb);
         }
     }
 }
