@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "core/dtype.h"
 #include "kernels/matmul.h"
@@ -201,6 +202,8 @@ slm_status slm_awq_search(const slm_model *m, const slm_calib *cal, slm_pool *po
     for (int l = 0; l < cfg->n_layers && !st; l++) {
         for (int g = 0; g < SLM_AWQ_N_GROUPS && !st; g++)
             st = search_group(m, cal, pool, &mm, p, l, g, r, &r->g[l * SLM_AWQ_N_GROUPS + g]);
+        /* one layer's weights at a time: the mapped (read-only, reloadable) pages are dropped */
+        if (m->gguf && m->gguf->map) (void)madvise(m->gguf->map, m->gguf->size, MADV_DONTNEED);
         if (!st && p->progress) {
             const slm_awq_choice *c = &r->g[l * SLM_AWQ_N_GROUPS];
             fprintf(stderr, "awq: layer %2d/%d  alpha qkv %.2f gate/up %.2f o %.2f down %.2f  error vs plain %.0f%% %.0f%% %.0f%% %.0f%%\n",

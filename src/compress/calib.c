@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include "../core/atomic_file.h"
@@ -199,6 +200,39 @@ slm_status slm_calib_eval(slm_calib *c, slm_ctx *ctx, const int32_t *tokens, int
     return s;
 }
 
+/* Every window through layer 0, then every window through layer 1, ...: the same statistics as
+ * window after window through the whole model (each point sees its rows in the same order; the
+ * layer-range evaluation is bit-identical), but only one layer's weights are in use at a time:
+ * after each layer the model's mapped pages are dropped, so a model larger than memory
+ * calibrates with one layer's weights plus the windows' residual streams resident. */
+static slm_status calib_layerwise(slm_calib *c, slm_ctx *ctx, const int32_t *windows, const slm_calib_params *p) {
+    slm_status s = check_same_shape(c, ctx->model, "calibration");
+    if (s) return s;
+    const int dim = ctx->model->cfg.dim, L = ctx->model->cfg.n_layers, seq = p->seq_len;
+    const slm_gguf *g = ctx->model->gguf;
+    float *x = malloc((size_t)p->n_samples * (size_t)seq * (size_t)dim * sizeof *x);
+    if (!x)
+        return slm_error(SLM_ERR_NOMEM, "calibration: out of memory for %d windows of %d x %d", p->n_samples, seq, dim);
+    for (int w = 0; w < p->n_samples && !s; w++)
+        s = slm_ctx_embed(ctx, windows + (size_t)w * seq, seq, x + (size_t)w * seq * dim);
+    const slm_tap_fn old = ctx->tap;
+    void *old_user = ctx->tap_user;
+    slm_ctx_set_tap(ctx, slm_calib_observe, c);
+    for (int l = 0; l < L && !s; l++) {
+        for (int w = 0; w < p->n_samples && !s; w++)
+            s = slm_ctx_eval_layers(ctx, x + (size_t)w * seq * dim, seq, l, l + 1);
+        if (g && g->map) (void)madvise(g->map, g->size, MADV_DONTNEED); /* read-only file pages: reloaded on use */
+        if (p->progress)
+            fprintf(stderr, "\rcalibration: layer %d/%d (%d windows of %d tokens)", l + 1, L, p->n_samples, seq);
+    }
+    if (p->progress) fputc('\n', stderr);
+    slm_ctx_set_tap(ctx, old, old_user);
+    slm_ctx_truncate(ctx, 0);
+    free(x);
+    if (!s && c->bad) s = slm_error(SLM_ERR_ARG, "calibration: rows of an unexpected shape were observed");
+    return s;
+}
+
 static slm_status check_params(const slm_calib_params *p) {
     if (p->n_samples < 1 || p->n_samples > (1 << 24))
         return slm_error(SLM_ERR_ARG, "calibration: n_samples %d outside [1, %d]", p->n_samples, 1 << 24);
@@ -282,11 +316,7 @@ slm_status slm_calib_run(slm_ctx *ctx, const slm_tokenizer *tok, const slm_calib
         free(windows);
         return s;
     }
-    for (int i = 0; i < p->n_samples && !s; i++) {
-        s = slm_calib_eval(c, ctx, windows + (size_t)i * p->seq_len, p->seq_len);
-        if (p->progress) fprintf(stderr, "\rcalibration: %d/%d windows of %d tokens", i + 1, p->n_samples, p->seq_len);
-    }
-    if (p->progress) fputc('\n', stderr);
+    s = calib_layerwise(c, ctx, windows, p);
     free(windows);
     if (s) {
         slm_calib_free(c);

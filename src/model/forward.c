@@ -241,7 +241,7 @@ static void exit_fill_kv(slm_ctx *c, int from, slm_seq *seq, int pos) {
 /* One forward pass over n <= max_batch tokens in spans (blocks already reserved); logits of
  * the rows out_rows[0..n_out) to logits [n_out][vocab]. */
 static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, const struct slm_span *sp, int n_spans,
-                          const int32_t *out_rows, int n_out, float *logits) {
+                          const int32_t *out_rows, int n_out, float *logits, int l0, int l1) {
     const slm_model *m = c->model;
     const slm_config *cfg = &m->cfg;
     const int dim = cfg->dim, hd = cfg->head_dim, ffn = cfg->ffn_dim;
@@ -250,15 +250,15 @@ static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, const struct
 
     for (int i = 0; i < n_spans; i++)
         for (int t = sp[i].t0; t < sp[i].t0 + sp[i].n; t++) {
-            slm_mat_row(&m->tok_embd, tokens[t], c->x + (size_t)t * dim);
+            if (tokens) slm_mat_row(&m->tok_embd, tokens[t], c->x + (size_t)t * dim);
             slm_rope_table(c->rope_cos + (size_t)t * half, c->rope_sin + (size_t)t * half, cfg->rope_dim,
                            (float)(sp[i].pos0 + t - sp[i].t0) * cfg->rope_scale, cfg->rope_base);
         }
 
-    const int n_layers = c->p.n_layers;
-    const bool may_exit = c->p.early_exit != 0 && n == 1;
+    const int n_layers = l1;
+    const bool may_exit = c->p.early_exit != 0 && n == 1 && l0 == 0 && l1 == c->p.n_layers;
     int layers_run = n_layers;
-    for (int l = 0; l < n_layers; l++) {
+    for (int l = l0; l < n_layers; l++) {
         const slm_layer *L = &m->layers[l];
         if (c->tap) c->tap(c->tap_user, l, SLM_TAP_RESID, c->x, n, dim);
         if (may_exit) memcpy(c->h_prev, c->x, (size_t)dim * sizeof *c->x);
@@ -319,7 +319,7 @@ static void forward_batch(slm_ctx *c, const int32_t *tokens, int n, const struct
         c->exit_tokens++;
         c->exit_layers += layers_run;
     }
-    if (c->tap) c->tap(c->tap_user, n_layers, SLM_TAP_RESID, c->x, n, dim);
+    if (c->tap && l1 == c->p.n_layers) c->tap(c->tap_user, n_layers, SLM_TAP_RESID, c->x, n, dim);
 
     if (n_out > 0) {
         for (int i = 0; i < n_out; i++)
@@ -351,7 +351,7 @@ slm_status slm_ctx_eval(slm_ctx *c, const int32_t *tokens, int n, int n_out, flo
         float *dst = nb_out ? logits + (size_t)(lo - out_first) * vocab : NULL;
         struct slm_span sp = {&c->seq, 0, nb, pos0 + done};
         for (int i = 0; i < nb_out; i++) c->out_rows[i] = lo - done + i;
-        forward_batch(c, tokens + done, nb, &sp, 1, c->out_rows, nb_out, dst);
+        forward_batch(c, tokens + done, nb, &sp, 1, c->out_rows, nb_out, dst, 0, c->p.n_layers);
         done += nb;
         c->seq.n_tokens = pos0 + done;
     }
@@ -396,7 +396,36 @@ slm_status slm_ctx_eval_runs(slm_ctx *c, const slm_run *runs, int n_runs, float 
         for (int i = u->n - u->n_out; i < u->n; i++) c->out_rows[o++] = t + i;
         t += u->n;
     }
-    forward_batch(c, c->tok_buf, total, c->spans, n_runs, c->out_rows, total_out, logits);
+    forward_batch(c, c->tok_buf, total, c->spans, n_runs, c->out_rows, total_out, logits, 0, c->p.n_layers);
     for (int r = 0; r < n_runs; r++) runs[r].seq->n_tokens += runs[r].n;
+    return SLM_OK;
+}
+
+slm_status slm_ctx_embed(const slm_ctx *c, const int32_t *tokens, int n, float *x) {
+    const slm_model *m = c->model;
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab_size)
+            return slm_error(SLM_ERR_ARG, "eval: token id %d out of range [0, %d)", tokens[i], m->cfg.vocab_size);
+    for (int i = 0; i < n; i++) slm_mat_row(&m->tok_embd, tokens[i], x + (size_t)i * m->cfg.dim);
+    return SLM_OK;
+}
+
+slm_status slm_ctx_eval_layers(slm_ctx *c, float *x, int n, int l0, int l1) {
+    const int dim = c->model->cfg.dim;
+    if (n < 1 || l0 < 0 || l1 > c->p.n_layers || l0 >= l1)
+        return slm_error(SLM_ERR_ARG, "eval: layers [%d, %d) of %d over %d rows", l0, l1, c->p.n_layers, n);
+    if (n > c->p.n_ctx) return slm_error(SLM_ERR_FULL, "eval: %d rows exceed the context size %d", n, c->p.n_ctx);
+    slm_ctx_truncate(c, 0);
+    slm_status s = slm_seq_reserve(c->kv, &c->seq, n);
+    if (s) return s;
+    for (int done = 0; done < n;) {
+        const int nb = n - done < c->p.max_batch ? n - done : c->p.max_batch;
+        struct slm_span sp = {&c->seq, 0, nb, done};
+        memcpy(c->x, x + (size_t)done * dim, (size_t)nb * dim * sizeof *x);
+        forward_batch(c, NULL, nb, &sp, 1, NULL, 0, NULL, l0, l1);
+        memcpy(x + (size_t)done * dim, c->x, (size_t)nb * dim * sizeof *x);
+        done += nb;
+        c->seq.n_tokens = done;
+    }
     return SLM_OK;
 }

@@ -127,6 +127,15 @@ void slm_ctx_set_tap(slm_ctx *c, slm_tap_fn fn, void *user);
 
 /* Number of positions in the sequence. */
 int slm_ctx_len(const slm_ctx *c);
+
+/* Layer-major evaluation (calibration that touches one layer's weights at a time): the
+ * token embeddings of tokens into x [n][dim]; then layers [l0, l1) over the residual-stream
+ * rows x [n][dim], in place, as positions 0..n-1 of the context's sequence (its cache is
+ * cleared first and then holds those layers' keys and values). Taps fire as in slm_ctx_eval
+ * (the final residual tap only when l1 is the last layer). Running layer 0, then 1, ... on the
+ * same rows gives bit-for-bit the residual stream, taps and cache of one slm_ctx_eval. */
+slm_status slm_ctx_embed(const slm_ctx *c, const int32_t *tokens, int n, float *x);
+slm_status slm_ctx_eval_layers(slm_ctx *c, float *x, int n, int l0, int l1);
 /* Drop positions >= n (n <= current length); slm_ctx_truncate(c, 0) starts over. */
 void slm_ctx_truncate(slm_ctx *c, int n);
 
