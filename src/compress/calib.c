@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "../core/atomic_file.h"
+#include "../core/le.h"
 #include "../core/sha256.h"
 
 #define CALIB_MAGIC "SLMCALIB"
@@ -374,22 +375,6 @@ bool slm_calib_same_model(const slm_calib *c, const slm_model *m) {
 
 /* ---- file ---- */
 
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p) {
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-static uint64_t get_u64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
 
 /* Arrays are stored as the host's IEEE-754 floats; the format is little-endian. */
 static bool host_little_endian(void) {
@@ -413,15 +398,15 @@ slm_status slm_calib_save(const slm_calib *c, const char *path) {
     if (!host_little_endian()) return slm_error(SLM_ERR_UNSUPPORTED, "calibration: big-endian hosts not supported");
     uint8_t hdr[CALIB_HEADER] = {0};
     memcpy(hdr, CALIB_MAGIC, 8);
-    put_u32(hdr + 8, CALIB_VERSION);
-    put_u32(hdr + 12, (uint32_t)c->n_layers);
-    for (int p = 0; p < SLM_TAP_COUNT; p++) put_u32(hdr + 16 + 4 * p, (uint32_t)c->dims[p]);
-    put_u32(hdr + 32, (uint32_t)c->keep_rows);
-    put_u32(hdr + 36, (uint32_t)c->n_samples);
-    put_u32(hdr + 40, (uint32_t)c->seq_len);
-    put_u64(hdr + 48, c->seed);
-    put_u64(hdr + 56, slm_calib_n_tokens(c));
-    put_u64(hdr + 64, c->model_size);
+    slm_put_u32(hdr + 8, CALIB_VERSION);
+    slm_put_u32(hdr + 12, (uint32_t)c->n_layers);
+    for (int p = 0; p < SLM_TAP_COUNT; p++) slm_put_u32(hdr + 16 + 4 * p, (uint32_t)c->dims[p]);
+    slm_put_u32(hdr + 32, (uint32_t)c->keep_rows);
+    slm_put_u32(hdr + 36, (uint32_t)c->n_samples);
+    slm_put_u32(hdr + 40, (uint32_t)c->seq_len);
+    slm_put_u64(hdr + 48, c->seed);
+    slm_put_u64(hdr + 56, slm_calib_n_tokens(c));
+    slm_put_u64(hdr + 64, c->model_size);
     memcpy(hdr + 72, c->model_hash, 32);
 
     hash_writer w;
@@ -432,7 +417,7 @@ slm_status slm_calib_save(const slm_calib *c, const char *path) {
     const int n_pts = c->n_layers * SLM_TAP_COUNT;
     for (int i = 0; i < n_pts; i++) {
         uint8_t b[8];
-        put_u64(b, c->pts[i].seen);
+        slm_put_u64(b, c->pts[i].seen);
         hw_write(&w, b, 8);
     }
     for (int i = 0; i < n_pts; i++) {
@@ -464,19 +449,19 @@ static bool hr_read(hash_reader *r, void *p, size_t n) {
 /* Header fields checked for self-consistency; the expected file size from them and the table. */
 static slm_status parse_header(const uint8_t *h, const char *path) {
     if (memcmp(h, CALIB_MAGIC, 8) != 0) return slm_error(SLM_ERR_FORMAT, "%s: not a calibration file", path);
-    if (get_u32(h + 8) != CALIB_VERSION)
-        return slm_error(SLM_ERR_UNSUPPORTED, "%s: calibration file version %u not supported", path, get_u32(h + 8));
+    if (slm_get_u32(h + 8) != CALIB_VERSION)
+        return slm_error(SLM_ERR_UNSUPPORTED, "%s: calibration file version %u not supported", path, slm_get_u32(h + 8));
     for (int i = 104; i < CALIB_HEADER; i++)
         if (h[i]) return slm_error(SLM_ERR_FORMAT, "%s: reserved header bytes are not zero", path);
-    if (get_u32(h + 44)) return slm_error(SLM_ERR_FORMAT, "%s: reserved header bytes are not zero", path);
-    const uint32_t L = get_u32(h + 12), keep = get_u32(h + 32);
+    if (slm_get_u32(h + 44)) return slm_error(SLM_ERR_FORMAT, "%s: reserved header bytes are not zero", path);
+    const uint32_t L = slm_get_u32(h + 12), keep = slm_get_u32(h + 32);
     if (L < 1 || L > CALIB_MAX_LAYERS) return slm_error(SLM_ERR_FORMAT, "%s: bad layer count %u", path, L);
     if (keep > SLM_CALIB_MAX_KEEP) return slm_error(SLM_ERR_FORMAT, "%s: bad keep_rows %u", path, keep);
     for (int p = 0; p < SLM_TAP_COUNT; p++) {
-        const uint32_t d = get_u32(h + 16 + 4 * p);
+        const uint32_t d = slm_get_u32(h + 16 + 4 * p);
         if (d < 1 || d > CALIB_MAX_DIM) return slm_error(SLM_ERR_FORMAT, "%s: bad input width %u", path, d);
     }
-    if (get_u32(h + 36) > (1u << 24) || get_u32(h + 40) > (1u << 22))
+    if (slm_get_u32(h + 36) > (1u << 24) || slm_get_u32(h + 40) > (1u << 22))
         return slm_error(SLM_ERR_FORMAT, "%s: bad sample count or window length", path);
     return SLM_OK;
 }
@@ -522,7 +507,7 @@ slm_status slm_calib_load(const char *path, const slm_model *m, slm_calib **out)
         goto done;
     }
     if ((s = parse_header(h, path))) goto done;
-    const uint32_t L = get_u32(h + 12);
+    const uint32_t L = slm_get_u32(h + 12);
     const size_t n_pts = (size_t)L * SLM_TAP_COUNT;
     seen = malloc(n_pts * sizeof *seen);
     if (!seen) {
@@ -530,7 +515,7 @@ slm_status slm_calib_load(const char *path, const slm_model *m, slm_calib **out)
         goto done;
     }
     /* the expected size, from the header and the table, before any large allocation */
-    const uint64_t keep = get_u32(h + 32), file_size = (uint64_t)st.st_size;
+    const uint64_t keep = slm_get_u32(h + 32), file_size = (uint64_t)st.st_size;
     uint64_t want = CALIB_HEADER + 8 * (uint64_t)n_pts + 32;
     for (size_t i = 0; i < n_pts; i++) {
         uint8_t b[8];
@@ -538,8 +523,8 @@ slm_status slm_calib_load(const char *path, const slm_model *m, slm_calib **out)
             s = slm_error(SLM_ERR_FORMAT, "%s: truncated", path);
             goto done;
         }
-        seen[i] = get_u64(b);
-        const uint64_t d = get_u32(h + 16 + 4 * (i % SLM_TAP_COUNT));
+        seen[i] = slm_get_u64(b);
+        const uint64_t d = slm_get_u32(h + 16 + 4 * (i % SLM_TAP_COUNT));
         const uint64_t rows = seen[i] < keep ? seen[i] : keep;
         want += d * 16 + rows * d * 4; /* each term < 2^45, at most 2^14 terms: no overflow */
         if (want > file_size) break;
@@ -550,13 +535,13 @@ slm_status slm_calib_load(const char *path, const slm_model *m, slm_calib **out)
                       (unsigned long long)want);
         goto done;
     }
-    if (get_u64(h + 56) != seen[0]) {
+    if (slm_get_u64(h + 56) != seen[0]) {
         s = slm_error(SLM_ERR_FORMAT, "%s: token count does not match the table", path);
         goto done;
     }
-    if ((s = calib_alloc(m, (int)keep, get_u64(h + 48), &c))) goto done;
+    if ((s = calib_alloc(m, (int)keep, slm_get_u64(h + 48), &c))) goto done;
     int dims[SLM_TAP_COUNT];
-    for (int p = 0; p < SLM_TAP_COUNT; p++) dims[p] = (int)get_u32(h + 16 + 4 * p);
+    for (int p = 0; p < SLM_TAP_COUNT; p++) dims[p] = (int)slm_get_u32(h + 16 + 4 * p);
     if ((int)L != c->n_layers || memcmp(dims, c->dims, sizeof dims) != 0) {
         s = slm_error(SLM_ERR_ARG,
                       "%s: calibration for %u layers with inputs %d/%d/%d/%d, the model has %d layers with %d/%d/%d/%d",
@@ -564,9 +549,9 @@ slm_status slm_calib_load(const char *path, const slm_model *m, slm_calib **out)
                       c->dims[3]);
         goto done;
     }
-    c->n_samples = (int)get_u32(h + 36);
-    c->seq_len = (int)get_u32(h + 40);
-    c->model_size = get_u64(h + 64);
+    c->n_samples = (int)slm_get_u32(h + 36);
+    c->seq_len = (int)slm_get_u32(h + 40);
+    c->model_size = slm_get_u64(h + 64);
     memcpy(c->model_hash, h + 72, 32);
     for (size_t i = 0; i < n_pts; i++) c->pts[i].seen = seen[i];
     s = load_body(c, &r, path);

@@ -6,6 +6,7 @@
 
 #include "core/dtype.h"
 #include "core/gq.h"
+#include "core/le.h"
 
 #define SCALE_BITS 14
 #define SCALE (1u << SCALE_BITS)
@@ -116,12 +117,6 @@ static void scatter(const uint8_t *in, size_t n_blocks, size_t bb, stream_pos p,
 
 /* ---- rANS ---------------------------------------------------------------------------- */
 
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 /* Frequencies summing to SCALE, every present symbol at least 1. */
 static void normalize(const uint64_t cnt[256], size_t n, uint32_t freq[256]) {
@@ -224,7 +219,7 @@ static size_t rans_encode(const uint8_t *src, size_t n, const uint32_t freq[256]
         x = ((x / f) << SCALE_BITS) + (x % f) + cum[src[i]];
     }
     size_t body = (size_t)(dst + cap - p);
-    put_u32(dst + tl, x);
+    slm_put_u32(dst + tl, x);
     memmove(dst + tl + 4, p, body);
     return tl + 4 + body;
 }
@@ -242,7 +237,7 @@ static slm_status rans_decode(const uint8_t *src, size_t len, uint8_t *dst, size
         c += freq[i];
     }
     if (len - k < 4) return slm_error(SLM_ERR_FORMAT, "entropy: rANS state truncated");
-    uint32_t x = get_u32(src + k);
+    uint32_t x = slm_get_u32(src + k);
     k += 4;
     if (x < RANS_L || x >= RANS_L << 8) return slm_error(SLM_ERR_FORMAT, "entropy: rANS state out of range");
     for (size_t i = 0; i < n; i++) {
@@ -279,7 +274,7 @@ static size_t encode_stream(const uint8_t *src, size_t n, uint8_t *dst, uint8_t 
         size_t m = cap ? rans_encode(src, n, freq, scratch, cap) : 0;
         if (m) {
             dst[0] = MODE_RANS;
-            put_u32(dst + 1, (uint32_t)m);
+            slm_put_u32(dst + 1, (uint32_t)m);
             memcpy(dst + 5, scratch, m);
             return 5 + m;
         }
@@ -302,7 +297,7 @@ static slm_status decode_stream(const uint8_t *src, size_t len, size_t *pos, uin
         memset(dst, src[k++], n);
     } else if (mode == MODE_RANS) {
         if (len - k < 4) return slm_error(SLM_ERR_FORMAT, "entropy: rANS stream length truncated");
-        uint32_t m = get_u32(src + k);
+        uint32_t m = slm_get_u32(src + k);
         k += 4;
         if (m > len - k) return slm_error(SLM_ERR_FORMAT, "entropy: rANS stream of %u bytes truncated", m);
         slm_status s = rans_decode(src + k, m, dst, n);

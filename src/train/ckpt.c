@@ -9,28 +9,13 @@
 #include <sys/stat.h>
 
 #include "../core/atomic_file.h"
+#include "../core/le.h"
 #include "../core/sha256.h"
 
 #define HEADER_BYTES 80
 #define MAX_CONFIG (16u << 20)
 static const char magic[8] = {'S', 'L', 'M', 'C', 'K', 'P', 'T', 0};
 
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p) {
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-static uint64_t get_u64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
 
 /* Writes through the atomic file and the running digest together. */
 static void emit(slm_afile *a, slm_sha256 *h, const void *p, size_t n) {
@@ -44,12 +29,12 @@ slm_status slm_ckpt_write(const char *path, const slm_ckpt *c) {
     if (clen > MAX_CONFIG) return slm_error(SLM_ERR_ARG, "checkpoint %s: configuration text too long", path);
     uint8_t hdr[HEADER_BYTES];
     memcpy(hdr, magic, 8);
-    put_u32(hdr + 8, SLM_CKPT_VERSION);
-    put_u32(hdr + 12, (uint32_t)clen);
-    put_u64(hdr + 16, (uint64_t)c->n_weights);
-    put_u64(hdr + 24, (uint64_t)c->n_state);
-    put_u64(hdr + 32, (uint64_t)c->step);
-    put_u64(hdr + 40, c->tokens);
+    slm_put_u32(hdr + 8, SLM_CKPT_VERSION);
+    slm_put_u32(hdr + 12, (uint32_t)clen);
+    slm_put_u64(hdr + 16, (uint64_t)c->n_weights);
+    slm_put_u64(hdr + 24, (uint64_t)c->n_state);
+    slm_put_u64(hdr + 32, (uint64_t)c->step);
+    slm_put_u64(hdr + 40, c->tokens);
     slm_sha256 h;
     slm_sha256_init(&h);
     slm_sha256_update(&h, c->config, clen);
@@ -125,8 +110,8 @@ slm_status slm_ckpt_read(const char *path, const char *config, size_t n_weights,
         s = slm_error(SLM_ERR_FORMAT, "checkpoint %s: truncated header (%llu bytes)", path, (unsigned long long)size);
         goto done;
     }
-    const uint32_t version = get_u32(hdr + 8), clen = get_u32(hdr + 12);
-    const uint64_t nw = get_u64(hdr + 16), ns = get_u64(hdr + 24);
+    const uint32_t version = slm_get_u32(hdr + 8), clen = slm_get_u32(hdr + 12);
+    const uint64_t nw = slm_get_u64(hdr + 16), ns = slm_get_u64(hdr + 24);
     if (version != SLM_CKPT_VERSION) {
         s = slm_error(SLM_ERR_FORMAT, "checkpoint %s: version %u (this build reads version %u)", path, version,
                       SLM_CKPT_VERSION);
@@ -189,8 +174,8 @@ slm_status slm_ckpt_read(const char *path, const char *config, size_t n_weights,
                       path, (unsigned long long)nw, (unsigned long long)ns, n_weights, n_state);
         goto done;
     }
-    *step = (int64_t)get_u64(hdr + 32);
-    *tokens = get_u64(hdr + 40);
+    *step = (int64_t)slm_get_u64(hdr + 32);
+    *tokens = slm_get_u64(hdr + 40);
     if (*step < 0) s = slm_error(SLM_ERR_FORMAT, "checkpoint %s: negative step", path);
 done:
     free(text);
