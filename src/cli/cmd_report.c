@@ -23,7 +23,7 @@ static const char *const usage =
     "twice is kept once) and writes into DIR:\n"
     "  kl_bpw.png      KL(base||model) mean against bits per weight, log scale; the Pareto\n"
     "                  frontier (no other model has fewer bits and lower KL) joined and marked\n"
-    "  ppl_size.png    perplexity against file size (MiB)\n"
+    "  ppl_size.png    perplexity (log scale) against file size (MiB)\n"
     "  speed_size.png  tokens/s (pp and tg, where measured) against file size\n"
     "  layers-STEP.png per-layer heatmap of each step of the layers files (--layers: the\n"
     "                  OUT.layers.tsv that `slimlm compress` writes; format in docs/RECIPES.md)\n"
@@ -229,7 +229,8 @@ static bool fig_ppl(const char *dir, const point *pts, int n, bool *drawn) {
     if (m) {
         ok = save(dir, "ppl_size.dat", &d);
         gp_head(&g, dir, "ppl_size.png", "Perplexity against size", "file size (MiB)", "perplexity");
-        slm_sb_printf(&g, "plot ");
+        /* perplexities of broken and fine models differ by orders of magnitude */
+        slm_sb_printf(&g, "set logscale y\nplot ");
         gp_path(&g, dir, "ppl_size.dat");
         slm_sb_printf(&g, " using 1:($3 == 0 ? $2 : NaN) with points pt 7 ps 1.3 lc rgb '#1f77b4' title 'compressed', \\\n  ");
         gp_path(&g, dir, "ppl_size.dat");
