@@ -44,13 +44,20 @@ recipe cb16w gguf "cluster --k 16 --weighted"
 recipe cb8w gguf "cluster --k 8 --weighted"
 recipe wanda30-awq4-pack slm "prune --method wanda --sparsity 0.3" "awq --bits 4 --group 128" "pack --codec auto"
 recipe cb16-pack slm "cluster --k 16 --weighted" "pack --codec auto"
+# near 3 and 4.5 bits per weight: every tensor quantized, the embedding too
+q q3_K-all --type q3_K
+q q2_K-all --type q2_K
+recipe awq-3g128-e4 gguf "awq --bits 3 --group 128" "quantize --type q4_0 --keep 'blk.*'"
+recipe cb8w-e4 gguf "cluster --k 8 --weighted" "quantize --type q4_0 --keep 'blk.*'"
+recipe awq-4g128-e4 gguf "awq --bits 4 --group 128" "quantize --type q4_0 --keep 'blk.*'"
+recipe cb16w-e4 gguf "cluster --k 16 --weighted" "quantize --type q4_0 --keep 'blk.*'"
 # distilled and shared models of the other benchmarks, stored like the fixture (q4_1 layers)
 for f in "$DISTILL_DIR"/depth-kd.gguf "$DISTILL_DIR"/width-kd.gguf "$SHARE_DIR"/g10-r16-healed-q4_1.gguf \
          "$SHARE_DIR"/kv2-healed-q4_1.gguf; do
   [ -s "$f" ] || continue
   name=$(basename "$f" .gguf)
   case $name in
-    *-q4_1) cp -f "$f" "$OUT/$name.gguf" ;;
+    *-q4_1) cp -f "$f" "$OUT/$name.gguf" ;;  # (distilled files keep an f16 embedding)
     *) [ -s "$OUT/$name-q4_1.gguf" ] || "$BIN" quantize -m "$f" -o "$OUT/$name-q4_1.gguf" --type q4_1 --keep embd -q >/dev/null
        name=$name-q4_1 ;;
   esac
