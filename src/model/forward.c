@@ -43,8 +43,10 @@ slm_status slm_ctx_create(const slm_model *m, const slm_ctx_params *params, slm_
     if (p.n_layers < 0 || p.n_layers > cfg->n_layers)
         return slm_error(SLM_ERR_ARG, "context: %d layers of a %d-layer model", p.n_layers, cfg->n_layers);
     if (p.n_layers == 0) p.n_layers = cfg->n_layers;
-    if (!(p.early_exit >= -1 && p.early_exit <= 1.5f) || p.exit_min < 0 || p.exit_min > cfg->n_layers)
-        return slm_error(SLM_ERR_ARG, "context: early exit %g from layer %d", p.early_exit, p.exit_min);
+    if (!(p.early_exit >= -1 && p.early_exit <= 1.5f))
+        return slm_error(SLM_ERR_ARG, "context: early-exit threshold %g outside [-1, 1.5]", p.early_exit);
+    if (p.exit_min < 0 || p.exit_min > cfg->n_layers)
+        return slm_error(SLM_ERR_ARG, "context: early exit from layer %d of a %d-layer model", p.exit_min, cfg->n_layers);
     if (p.exit_min == 0) p.exit_min = cfg->n_layers / 4 > 1 ? cfg->n_layers / 4 : 1;
     /* KV cache slots of the layers run (slots are numbered over the layers computing their own keys) */
     int n_slots = 0;
