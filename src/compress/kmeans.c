@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/vsort.h"
+
 static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -166,57 +168,15 @@ static void seed_plus_plus(const float *x, const float *w, int64_t n, int d, int
 
 /* ---- one dimension: sorted points, prefix sums ---------------------------------------------- */
 
-typedef struct {
-    float v;
-    float w;
-} pt1;
-
-/* Key of a float whose unsigned order is the float order (-0 just below +0). */
-static uint32_t order_key(float v) {
-    uint32_t u;
-    memcpy(&u, &v, sizeof u);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
-/* Stable LSD radix sort of a[n] by value (three passes of 11 bits); tmp has n elements. */
-static void sort_by_value(pt1 *a, pt1 *tmp, int64_t n) {
-    pt1 *src = a, *dst = tmp;
-    for (int pass = 0; pass < 3; pass++) {
-        const int shift = 11 * pass;
-        int64_t count[2048] = {0};
-        for (int64_t i = 0; i < n; i++) count[(order_key(src[i].v) >> shift) & 2047]++;
-        int64_t sum = 0;
-        for (int b = 0; b < 2048; b++) {
-            const int64_t c = count[b];
-            count[b] = sum;
-            sum += c;
-        }
-        for (int64_t i = 0; i < n; i++) dst[count[(order_key(src[i].v) >> shift) & 2047]++] = src[i];
-        pt1 *t = src;
-        src = dst;
-        dst = t;
-    }
-    if (src != a) memcpy(a, src, (size_t)n * sizeof *a);
-}
 
 static int cmp_float(const void *a, const void *b) {
     const float x = *(const float *)a, y = *(const float *)b;
     return (x > y) - (x < y);
 }
 
-static int64_t lower_bound(const pt1 *a, int64_t n, double v) {
-    int64_t lo = 0, hi = n;
-    while (lo < hi) {
-        const int64_t m = lo + (hi - lo) / 2;
-        if ((double)a[m].v < v) lo = m + 1;
-        else hi = m;
-    }
-    return lo;
-}
-
 /* Lloyd steps on sorted points; c[k] is updated in place (ascending on return) and holds the
  * best centers seen. */
-static int lloyd_1d(const pt1 *a, int64_t n, const double *s0, const double *s1, const double *s2, float *c, int k,
+static int lloyd_1d(const slm_vw *a, int64_t n, const double *s0, const double *s1, const double *s2, float *c, int k,
                     int max_iters) {
     int64_t *bnd = malloc((size_t)(k + 1) * 2 * sizeof *bnd);
     float *best = malloc((size_t)k * sizeof *best);
@@ -233,7 +193,7 @@ static int lloyd_1d(const pt1 *a, int64_t n, const double *s0, const double *s1,
         qsort(c, (size_t)k, sizeof *c, cmp_float);
         bnd[0] = 0;
         bnd[k] = n;
-        for (int i = 1; i < k; i++) bnd[i] = lower_bound(a, n, 0.5 * ((double)c[i - 1] + (double)c[i]));
+        for (int i = 1; i < k; i++) bnd[i] = slm_vw_lower_bound(a, n, 0.5 * ((double)c[i - 1] + (double)c[i]));
         double cost = 0.0;
         for (int i = 0; i < k; i++) {
             const double w = s0[bnd[i + 1]] - s0[bnd[i]], m1 = s1[bnd[i + 1]] - s1[bnd[i]],
@@ -275,7 +235,7 @@ static int lloyd_1d(const pt1 *a, int64_t n, const double *s0, const double *s1,
 }
 
 static slm_status kmeans_1d(const float *x, const float *w, int64_t n, int k, int max_iters, float *c, int *iters) {
-    pt1 *a = malloc((size_t)n * 2 * sizeof *a);
+    slm_vw *a = malloc((size_t)n * 2 * sizeof *a);
     double *s = malloc((size_t)(n + 1) * 3 * sizeof *s);
     if (!a || !s) {
         free(a);
@@ -286,7 +246,7 @@ static slm_status kmeans_1d(const float *x, const float *w, int64_t n, int k, in
         a[i].v = x[i];
         a[i].w = (float)weight_of(w, i);
     }
-    sort_by_value(a, a + n, n);
+    slm_vw_sort(a, a + n, n);
     double *s0 = s, *s1 = s + n + 1, *s2 = s + 2 * (n + 1);
     s0[0] = s1[0] = s2[0] = 0.0;
     for (int64_t i = 0; i < n; i++) {

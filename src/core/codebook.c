@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/vsort.h"
+
 enum { CB_FIRST = SLM_DT_CB_FIRST, LLOYD_MAX_ITERS = 64 };
 
 static const int g_k[SLM_CB_N_TYPES] = {4, 8, 16};
@@ -190,53 +192,10 @@ void slm_cb_encode_row(uint32_t t, const float *src, const float *c, int nc, voi
 
 /* ---- weighted 1-D k-means ------------------------------------------------------------------ */
 
-typedef struct {
-    float v, w;
-} vw;
-
-/* Key of a float whose unsigned order is the float order (-0 just below +0). */
-static uint32_t order_key(float v) {
-    uint32_t u;
-    memcpy(&u, &v, sizeof u);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
-/* Stable LSD radix sort of a[n] by value (three passes of 11 bits); tmp has n elements. */
-static void sort_by_value(vw *a, vw *tmp, int64_t n) {
-    vw *src = a, *dst = tmp;
-    for (int pass = 0; pass < 3; pass++) {
-        const int shift = 11 * pass;
-        int64_t count[2048] = {0};
-        for (int64_t i = 0; i < n; i++) count[(order_key(src[i].v) >> shift) & 2047]++;
-        int64_t sum = 0;
-        for (int b = 0; b < 2048; b++) {
-            const int64_t c = count[b];
-            count[b] = sum;
-            sum += c;
-        }
-        for (int64_t i = 0; i < n; i++) dst[count[(order_key(src[i].v) >> shift) & 2047]++] = src[i];
-        vw *t = src;
-        src = dst;
-        dst = t;
-    }
-    if (src != a) memcpy(a, src, (size_t)n * sizeof *a);
-}
-
-/* First i in [0, n) with a[i].v >= v (n if none). */
-static int64_t lower_bound(const vw *a, int64_t n, double v) {
-    int64_t lo = 0, hi = n;
-    while (lo < hi) {
-        const int64_t m = lo + (hi - lo) / 2;
-        if ((double)a[m].v < v) lo = m + 1;
-        else hi = m;
-    }
-    return lo;
-}
-
 /* Centroids of sorted a[n] with prefix sums s0 (weights) and s1 (weight * value), n + 1 each:
  * weighted quantile start, Lloyd steps until the partition stops changing. Returns the count
  * (<= k), ascending in c. */
-static int kmeans_sorted(const vw *a, int64_t n, const double *s0, const double *s1, int k, float *c) {
+static int kmeans_sorted(const slm_vw *a, int64_t n, const double *s0, const double *s1, int k, float *c) {
     /* distinct values first: k or fewer are their own centroids (exact) */
     int nd = 0;
     for (int64_t i = 0; i < n && nd <= k; i++)
@@ -268,7 +227,7 @@ static int kmeans_sorted(const vw *a, int64_t n, const double *s0, const double 
     for (int it = 0; it < LLOYD_MAX_ITERS; it++) {
         bnd[0] = 0;
         bnd[m] = n;
-        for (int i = 1; i < m; i++) bnd[i] = lower_bound(a, n, 0.5 * ((double)c[i - 1] + (double)c[i]));
+        for (int i = 1; i < m; i++) bnd[i] = slm_vw_lower_bound(a, n, 0.5 * ((double)c[i - 1] + (double)c[i]));
         if (!memcmp(bnd, prev, (size_t)(m + 1) * sizeof *bnd)) break;
         memcpy(prev, bnd, (size_t)(m + 1) * sizeof *bnd);
         for (int i = 0; i < m; i++) {
@@ -291,7 +250,7 @@ static int kmeans_sorted(const vw *a, int64_t n, const double *s0, const double 
 bool slm_cb_quantize_row(uint32_t t, const float *src, const float *w, void *dst, int64_t n) {
     slm_cb_format f;
     if (!slm_cb_format_of(t, &f) || n <= 0 || n % SLM_CB_SUB) return false;
-    vw *a = malloc((size_t)n * 2 * sizeof *a);
+    slm_vw *a = malloc((size_t)n * 2 * sizeof *a);
     double *s = malloc((size_t)(n + 1) * 2 * sizeof *s);
     if (!a || !s) {
         free(a);
@@ -305,7 +264,7 @@ bool slm_cb_quantize_row(uint32_t t, const float *src, const float *w, void *dst
         const float wi = w ? w[i] : 1.0f;
         a[i].w = isfinite(wi) && wi > 0.0f ? wi : 0.0f;
     }
-    sort_by_value(a, a + n, n);
+    slm_vw_sort(a, a + n, n);
     double *s0 = s, *s1 = s + n + 1;
     s0[0] = s1[0] = 0.0;
     for (int64_t i = 0; i < n; i++) {
