@@ -78,7 +78,7 @@ fuzz: $(BUILD)/fuzz_gguf
 	$(BUILD)/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -malloc_limit_mb=1 \
 	  $(BUILD)/fuzz-corpus tests/data/gguf-corpus
 
-$(BUILD)/fuzz_gguf: tests/fuzz/fuzz_gguf.c src/core/gguf.c src/core/dtype.c src/core/gq.c src/core/quant_k.c src/core/sparse.c src/core/codebook.c src/core/vsort.c src/core/status.c
+$(BUILD)/fuzz_gguf: tests/fuzz/fuzz_gguf.c src/core/gguf.c src/core/dtype.c src/core/gq.c src/core/quant_k.c src/core/sparse.c src/core/codebook.c src/core/cbt.c src/core/vsort.c src/core/status.c
 	@mkdir -p $(dir $@)
 	clang -std=c11 -g -O1 -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ $^ -lm
 

@@ -59,11 +59,27 @@ check "plain run exits 0" test -s "$TMP/w3.gguf"
 check "weighted and plain codebooks differ" bash -c '! cmp -s "$1" "$2"' _ "$TMP/w1.gguf" "$TMP/w3.gguf"
 rm -f "$TMP"/d?.gguf "$TMP"/w?.gguf
 
+# One codebook per matrix (k = 64) with outliers, layer 0 only: companions written and counted.
+"$BIN" cluster -m "$MODEL" -o "$TMP/t64.gguf" --k 64 --outliers 0.5% "${K0[@]}" -t 2 >"$TMP/t.txt" 2>&1
+check "--k 64 --outliers exits 0 ($(tail -c 200 "$TMP/t.txt"))" test $? -eq 0
+check "7 matrices to cbt64" grep -qE "^total: [0-9]+ tensors \(7 quantized to cbt64" "$TMP/t.txt"
+check "report: cbt64 bits with the table and 0.5% outliers (6 + 16/576 + offsets 0.056 + 0.32)" \
+  grep -qE "^blk\.0\.attn_q\.weight +q4_1 -> cbt64 +64 +6\.40[0-9] " "$TMP/t.txt"
+"$BIN" info "$TMP/t64.gguf" >"$TMP/tinfo" 2>&1
+check "info: a codebook tensor per clustered matrix" test "$(grep -cE ' blk\.0\.[a-z_]+\.codebook +i8 ' "$TMP/tinfo")" -eq 7
+check "info: outlier tables" test "$(grep -cE ' blk\.0\.[a-z_]+\.outlier_(rows|cols|vals) ' "$TMP/tinfo")" -eq 21
+"$BIN" run -m "$TMP/t64.gguf" -p "The capital of France is" -n 8 --temp 0 -t 1 >"$TMP/gen64" 2>"$TMP/generr"
+check "cbt64 + outliers generates ($(head -c 200 "$TMP/generr"))" test "$(wc -c <"$TMP/gen64")" -gt 26
+rm -f "$TMP/t64.gguf"
+
 # Errors: one line, non-zero exit, no output file.
 E="$TMP/err.gguf"
 expect_error "--k 5" "$BIN" cluster -m "$MODEL" -o "$E" --k 5
 expect_error "--k not a number" "$BIN" cluster -m "$MODEL" -o "$E" --k x
 expect_error "unknown flag" "$BIN" cluster -m "$MODEL" -o "$E" --bogus
+expect_error "--outliers not a number" "$BIN" cluster -m "$MODEL" -o "$E" --outliers x
+expect_error "--outliers above 50%" "$BIN" cluster -m "$MODEL" -o "$E" --outliers 60%
+expect_error "--outliers negative" "$BIN" cluster -m "$MODEL" -o "$E" --outliers -0.1
 expect_error "missing -o" "$BIN" cluster -m "$MODEL"
 expect_error "--text without --weighted" "$BIN" cluster -m "$MODEL" -o "$E" --text "$TEXT"
 expect_error "--calib and --text" "$BIN" cluster -m "$MODEL" -o "$E" --calib "$TMP/x" --text "$TEXT"

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "core/dtype.h"
+#include "core/cbt.h"
 #include "core/codebook.h"
 #include "core/gq.h"
 #include "core/sparse.h"
@@ -335,7 +336,9 @@ static void check_vectors(void) {
      * checks their error bounds, and the round trip through the oracle-checked to_float) */
     for (uint32_t t = 0; t < SLM_DT_COUNT; t++) {
         const slm_dtype_traits *tr = slm_dtype_get(t);
-        if (!tr || slm_gq_format_of(t, NULL) || slm_sp_format_of(t, NULL) || slm_cb_format_of(t, NULL)) continue;
+        if (!tr || slm_gq_format_of(t, NULL) || slm_sp_format_of(t, NULL) || slm_cb_format_of(t, NULL) ||
+            slm_cbt_format_of(t, NULL))
+            continue;
         if (tr->to_float) CHECK(dequant_types[t] > 0, "%s: no dequant vectors", tr->name);
         if (tr->from_float && tr->block_size > 1 && tr->block_size != 256)
             CHECK(quant_types[t] > 0, "%s: no quant vectors", tr->name);
@@ -607,8 +610,10 @@ static void check_names(void) {
         CHECK(slm_dtype_from_name(upper) == (int)want[i].id, "from_name(%s)", upper);
     }
     for (uint32_t t = 0; t < SLM_DT_COUNT; t++) {
-        /* slimlm's own formats: test_gq.c, test_sparse.c, test_codebook.c */
-        if (known[t] || slm_gq_format_of(t, NULL) || slm_sp_format_of(t, NULL) || slm_cb_format_of(t, NULL)) continue;
+        /* slimlm's own formats: test_gq.c, test_sparse.c, test_codebook.c, test_cbt.c */
+        if (known[t] || slm_gq_format_of(t, NULL) || slm_sp_format_of(t, NULL) || slm_cb_format_of(t, NULL) ||
+            slm_cbt_format_of(t, NULL))
+            continue;
         CHECK(slm_dtype_get(t) == NULL && strcmp(slm_dtype_name(t), "unknown") == 0,
               "id %u should be unknown", t);
     }

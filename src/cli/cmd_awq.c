@@ -13,6 +13,7 @@
 #include "slimlm.h"
 #include "compress/awq.h"
 #include "compress/calib.h"
+#include "compress/pack.h"
 #include "compress/requant.h"
 #include "core/gguf.h"
 #include "core/gguf_write.h"
@@ -31,6 +32,8 @@ static const char *const usage =
     "cost; then the weight matrices are quantized. Prints the chosen alpha and the error reduction\n"
     "per layer.\n"
     "\n"
+    "  -m, --model IN       input model, a GGUF or packed file (default: the fetched\n"
+    "                       SmolLM2-135M-Instruct)\n"
     "  -o, --out OUT        output file (written atomically; must differ from IN)\n"
     "  --bits B             4, 3, 2 or 8 (default 4)\n"
     "  --group G            32, 64 or 128 weights per scale (default 128)\n"
@@ -228,7 +231,7 @@ int cmd_awq(int argc, char **argv) {
     if (!quiet) fprintf(stderr, "awq: search %.1f s, peak memory %.0f MiB\n", t2 - t1, peak_rss_mib());
 
     /* Rewrite: every weight matrix to the type (or f32 with --fold-only), folded tensors too. */
-    if ((s = slm_gguf_open(eo.model, &g))) { cli_fail_status(cmd, s); goto done; }
+    if ((s = slm_pack_open_gguf(eo.model, &g))) { cli_fail_status(cmd, s); goto done; }
     const size_t nt = (size_t)g->n_tensors;
     want = malloc((nt ? nt : 1) * sizeof *want);
     if (!want) { cli_fail(cmd, "out of memory"); goto done; }

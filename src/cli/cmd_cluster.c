@@ -14,7 +14,9 @@
 #include "slimlm.h"
 #include "compress/calib.h"
 #include "compress/cluster.h"
+#include "compress/pack.h"
 #include "compress/requant.h"
+#include "core/cbt.h"
 #include "core/codebook.h"
 #include "core/gguf.h"
 #include "core/gguf_write.h"
@@ -23,17 +25,28 @@
 #include "core/threadpool.h"
 
 static const char *const usage =
-    "usage: slimlm cluster -m IN -o OUT [--k K] [--weighted [--calib FILE | --text FILE]] [options]\n"
+    "usage: slimlm cluster -m IN -o OUT [--k K] [--weighted [--calib FILE | --text FILE]]\n"
+    "                      [--outliers P] [options]\n"
     "\n"
-    "Weight clustering. Every row of every layer matrix (blk.*.attn_*.weight, blk.*.ffn_*.weight)\n"
-    "gets its own codebook of K levels from 1-D k-means of its weights; each weight is stored as an\n"
-    "index into it (format cb<K>: an f16 row scale, K int8 levels, K = 4, 8, 16 -> 2, 3, 4-bit\n"
-    "indices). Matrix products look the levels up with one byte shuffle per 32 weights and take\n"
-    "8-bit activations. token_embd and output keep their input dtype. Prints per tensor K, bits\n"
-    "per weight and the error (RMSE relative to the weights' RMS).\n"
+    "Weight clustering of every layer matrix (blk.*.attn_*.weight, blk.*.ffn_*.weight); IN is a\n"
+    "GGUF or packed file. Each weight is stored as an index into a codebook of K int8 levels under\n"
+    "an f16 row scale:\n"
+    "  K = 4, 8, 16         every row has its own codebook from 1-D k-means of its weights\n"
+    "                       (formats cb4 / cb8 / cb16: 2, 3, 4-bit indices)\n"
+    "  K = 32, 64, 128, 256 one codebook per matrix (cbt32 .. cbt256: 5 .. 8-bit indices, the table\n"
+    "                       stored once as <name>.codebook), its levels the optimal K integers for\n"
+    "                       all the matrix's rows, each row scaled to its largest weight\n"
+    "Matrix products look the levels up in the table and take 8-bit activations. token_embd and\n"
+    "output keep their input dtype. Exact zeros of a pruned matrix keep a level of their own.\n"
+    "Prints per tensor K, bits per weight and the error (RMSE relative to the weights' RMS).\n"
     "\n"
     "  -o, --out OUT        output file (written atomically; must differ from IN)\n"
-    "  --k K                codebook entries per row: 4, 8 or 16 (default 16)\n"
+    "  --k K                codebook entries: 4, 8, 16 (per row) or 32, 64, 128, 256 (per matrix;\n"
+    "                       default 16)\n"
+    "  --outliers P         keep the fraction P of each matrix's weights exactly, outside the\n"
+    "                       codebook (largest |w|, times sqrt of the channel importance with\n"
+    "                       --weighted), in a sparse side table added to the product; P as a\n"
+    "                       fraction (0.005) or a percentage (0.5%); default 0\n"
     "  --weighted           weight each input channel's error by the calibration mean x^2 of that\n"
     "                       channel (SqueezeLLM-style weighted k-means)\n"
     "  --calib FILE         calibration statistics saved by `slimlm awq --save-calib` (implies\n"
@@ -58,8 +71,12 @@ static void print_table(const slm_rq_tensor *ts, size_t nt) {
         slm_cb_format f;
         char dt[40];
         snprintf(dt, sizeof dt, "%s -> %s", slm_dtype_name(p->in_type), slm_dtype_name(p->out_type));
-        const int k = slm_cb_format_of(p->out_type, &f) ? f.k : 0;
-        printf("%-28s %-15s %3d %8.3f %10.6f\n", p->name, dt, k, p->n ? 8.0 * (double)p->out_bytes / (double)p->n : 0.0,
+        slm_cbt_format ft;
+        const int k = slm_cb_format_of(p->out_type, &f) ? f.k : slm_cbt_format_of(p->out_type, &ft) ? ft.k : 0;
+        size_t xb = 0;
+        for (int e = 0; e < p->n_extra; e++) xb += p->extra[e].bytes;
+        printf("%-28s %-15s %3d %8.3f %10.6f\n", p->name, dt, k,
+               p->n ? 8.0 * (double)(p->out_bytes + xb) / (double)p->n : 0.0,
                p->ref2 > 0 ? sqrt(p->err2 / p->ref2) : 0.0);
     }
 }
@@ -67,6 +84,7 @@ static void print_table(const slm_rq_tensor *ts, size_t nt) {
 int cmd_cluster(int argc, char **argv) {
     const char *out = NULL, *calib_in = NULL, *calib_out = NULL, *text = NULL;
     long k = 16, v, samples = 32, seed = 1;
+    double outliers = 0.0;
     bool weighted = false, quiet = false;
     cli_engine_opts eo = {0};
     int n_keep = 0;
@@ -87,6 +105,20 @@ int cmd_cluster(int argc, char **argv) {
             if (!(out = cli_value(cmd, argc, argv, &i))) goto early;
         } else if (!strcmp(a, "--k")) {
             if (!(val = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, val, 2, 256, &k)) goto early;
+        } else if (!strcmp(a, "--outliers")) {
+            if (!(val = cli_value(cmd, argc, argv, &i))) goto early;
+            char *end;
+            outliers = strtod(val, &end);
+            if (end != val && *end == '%' && end[1] == '\0') {
+                outliers /= 100.0;
+            } else if (end == val || *end) {
+                cli_fail(cmd, "--outliers '%s': expected a fraction (0.005) or a percentage (0.5%%)", val);
+                goto early;
+            }
+            if (!(outliers >= 0.0 && outliers <= 0.5)) {
+                cli_fail(cmd, "--outliers '%s': must lie in [0, 50%%]", val);
+                goto early;
+            }
         } else if (!strcmp(a, "--weighted")) {
             weighted = true;
         } else if (!strcmp(a, "--calib")) {
@@ -110,9 +142,9 @@ int cmd_cluster(int argc, char **argv) {
             goto early;
         }
     }
-    const int type = slm_cb_type((int)k);
+    const int type = slm_cb_type((int)k) >= 0 ? slm_cb_type((int)k) : slm_cbt_type((int)k);
     if (type < 0) {
-        cli_fail(cmd, "--k %ld: the codebook formats have 4, 8 or 16 entries", k);
+        cli_fail(cmd, "--k %ld: the codebook formats have 4, 8, 16, 32, 64, 128 or 256 entries", k);
         goto early;
     }
     if (calib_in && text) {
@@ -175,7 +207,7 @@ int cmd_cluster(int argc, char **argv) {
         cli_fail_status(cmd, s);
         goto done;
     }
-    if ((s = slm_gguf_open(eo.model, &g))) { cli_fail_status(cmd, s); goto done; }
+    if ((s = slm_pack_open_gguf(eo.model, &g))) { cli_fail_status(cmd, s); goto done; }
 
     /* Targets: every layer matrix not kept; token_embd and output keep their dtype. */
     const size_t nt = (size_t)g->n_tensors;
@@ -204,10 +236,11 @@ int cmd_cluster(int argc, char **argv) {
             goto done;
         }
     free(matched);
-    const slm_rq_opts ro = {0};
+    const slm_rq_opts ro = {.hook_types = true};
     if ((s = slm_rq_plan(g, want, &ro, &ts))) { cli_fail_status(cmd, s); goto done; }
-    const slm_cluster_opts co = {.calib = cal, .seed = (uint64_t)seed, .progress = quiet ? 0 : isatty(2) ? 1 : 2,
-                                 .label = cmd};
+    const slm_cluster_opts co = {.calib = cal, .seed = (uint64_t)seed, .outliers = outliers,
+                                 .progress = quiet ? 0 : isatty(2) ? 1 : 2, .label = cmd};
+    if ((s = slm_cluster_plan(ts, nt, &co))) { cli_fail_status(cmd, s); goto done; }
     if (weighted) slm_rq_drop_all(e.model->gguf); /* calibration is done: its pages are not read again */
 
     char sha[65];
@@ -218,6 +251,7 @@ int cmd_cluster(int argc, char **argv) {
         (s = slm_gguf_writer_set_str(w, "slimlm.quantize.method", weighted ? "kmeans-weighted" : "kmeans")) ||
         (s = slm_gguf_writer_set_u32(w, "slimlm.cluster.k", (uint32_t)k)) ||
         (s = slm_gguf_writer_set_u32(w, "slimlm.cluster.seed", (uint32_t)seed)) ||
+        (outliers > 0 && (s = slm_gguf_writer_set_f32(w, "slimlm.cluster.outliers", (float)outliers))) ||
         (s = slm_gguf_writer_set_str(w, "slimlm.source.sha256", sha)) ||
         (s = slm_gguf_writer_set_str(w, "slimlm.version", SLM_VERSION)) ||
         (s = slm_cluster_convert_write(weighted ? e.ctx->pool : pool, g, ts, &co, w, out))) {

@@ -29,7 +29,7 @@ static const char *const usage =
     "  --teacher T         teacher model (any type, packed files too)\n"
     "  -o, --out OUT       output model (written atomically)\n"
     "student (at most one; default: all of the teacher's layers):\n"
-    "  --student S         a GGUF with the teacher's vocabulary\n"
+    "  --student S         a GGUF or packed file with the teacher's vocabulary\n"
     "  --keep-layers LIST  the teacher's layers kept, e.g. 0-7,22-29\n"
     "  --every-other       keep layers 0, 2, 4, ...\n"
     "  --drop-block N      drop the N contiguous layers whose removal changes the hidden state\n"

@@ -3,9 +3,11 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "commands.h"
 #include "common.h"
+#include "compress/pack.h"
 #include "core/dtype.h"
 #include "core/paths.h"
 
@@ -13,7 +15,8 @@ static const char *const usage =
     "usage: slimlm info [MODEL | -m MODEL] [--no-tensors] [--full]\n"
     "\n"
     "Print a GGUF model's architecture, metadata and tensor table (dtype, shape, bytes) with the\n"
-    "total size and bits per weight. MODEL defaults to the fetched SmolLM2-135M-Instruct.\n"
+    "total size and bits per weight. MODEL, a GGUF or packed file, defaults to the fetched\n"
+    "SmolLM2-135M-Instruct; for a packed file one more line gives its size on disk.\n"
     "\n"
     "  --no-tensors   omit the tensor table\n"
     "  --full         print long strings and arrays in full (default: abbreviated)\n"
@@ -102,10 +105,14 @@ int cmd_info(int argc, char **argv) {
     char def[4096];
     if (!path) path = slm_default_model_path(def, sizeof def);
     slm_gguf *g;
-    slm_status s = slm_gguf_open(path, &g);
+    slm_status s = slm_pack_open_gguf(path, &g);
     if (s) return cli_fail_status(cmd, s);
 
     printf("file:         %s\n", path);
+    struct stat st;
+    if (!g->map && stat(path, &st) == 0) /* opened from memory: a packed file, verified */
+        printf("packed:       yes, %lld bytes on disk for %zu bytes of GGUF (%.1f%%)\n", (long long)st.st_size,
+               g->size, g->size ? 100.0 * (double)st.st_size / (double)g->size : 0.0);
     printf("gguf:         version %u, %" PRIu64 " metadata keys, %" PRIu64 " tensors, alignment %zu, data at %zu\n",
            g->version, g->n_kv, g->n_tensors, g->alignment, g->data_offset);
     slm_config cfg;

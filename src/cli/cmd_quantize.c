@@ -19,6 +19,7 @@
 #include "core/gguf.h"
 #include "core/gguf_write.h"
 #include "core/gq.h"
+#include "compress/pack.h"
 #include "compress/requant.h"
 #include "core/sha256.h"
 #include "core/strbuf.h"
@@ -36,7 +37,7 @@ static const char *const usage =
     "metadata is kept; general.file_type is set for T and slimlm.* keys record the run. Prints a\n"
     "table of dtype, size and quantization error (RMSE relative to the weights' RMS) per tensor.\n"
     "\n"
-    "  -m, --model IN         input GGUF model (required)\n"
+    "  -m, --model IN         input model, a GGUF or packed file (required)\n"
     "  -o, --out OUT          output file (written atomically; must differ from IN)\n"
     "  --type T               f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k,\n"
     "                         q6_k (llama.cpp-compatible; a matrix whose rows are not a multiple of\n"
@@ -271,7 +272,7 @@ int cmd_quantize(int argc, char **argv) {
     }
 
     /* Input and output: checked before any work. */
-    slm_status s = slm_gguf_open(in, &g);
+    slm_status s = slm_pack_open_gguf(in, &g);
     if (s) { cli_fail_status(cmd, s); goto done; }
     if (!cli_check_output(cmd, in, out)) goto done;
 

@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "compress/pack.h"
 #include "compress/share.h"
 #include "core/dtype.h"
 #include "core/gguf.h"
@@ -19,6 +20,8 @@ static const char *const usage =
     "delta W_l = W_shared + B_l A_l, applied as a side product (x -> A_l x -> B_l (A_l x)).\n"
     "Prints each layer's reconstruction error (relative Frobenius over its seven matrices).\n"
     "\n"
+    "  -m, --model IN       input model, a GGUF or packed file (default: the fetched\n"
+    "                       SmolLM2-135M-Instruct)\n"
     "  -o, --out OUT        output file (written atomically; must differ from IN)\n"
     "  --groups N           N groups of adjacent layers share (30 layers, N 15: pairs)\n"
     "  --loop K             K unique layers repeated: layer l uses layer l mod K\n"
@@ -99,7 +102,7 @@ int cmd_share(int argc, char **argv) {
     o.seed = (uint64_t)seed;
     o.progress = quiet ? 0 : 1;
     slm_gguf *g;
-    slm_status s = slm_gguf_open(in, &g);
+    slm_status s = slm_pack_open_gguf(in, &g);
     if (s) return cli_fail(cmd, "%s", slm_last_error());
     s = slm_share_convert(g, &o, out, quiet ? NULL : stdout);
     slm_gguf_free(g);

@@ -5,6 +5,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "compress/pack.h"
 #include "core/paths.h"
 
 static const char *const usage =
@@ -13,7 +14,7 @@ static const char *const usage =
     "Tokenize a text with the model's tokenizer and print one token per line (id and piece),\n"
     "or with --ids the ids as a list.\n"
     "\n"
-    "  -m, --model PATH   GGUF model (default: the fetched SmolLM2-135M-Instruct)\n"
+    "  -m, --model PATH   GGUF or packed file (default: the fetched SmolLM2-135M-Instruct)\n"
     "  -p, --prompt TEXT  text to tokenize\n"
     "  -f, --file PATH    read the text from a file\n"
     "  --ids              print only the ids, as [1, 2, 3]\n"
@@ -57,7 +58,7 @@ int cmd_tokenize(int argc, char **argv) {
     char def[4096];
     slm_gguf *g = NULL;
     const char *path = model ? model : slm_default_model_path(def, sizeof def);
-    slm_status s = slm_gguf_open(path, &g);
+    slm_status s = slm_pack_open_gguf(path, &g);
     if (!s) s = slm_tokenizer_load(g, &tok);
     if (!s) s = slm_tokenizer_encode(tok, prompt ? prompt : text, len, add_special, parse_special, &ids, &n);
     if (s) {

@@ -322,6 +322,16 @@ slm_status slm_pack_unpack_memory(const char *path, void **out, size_t *size) {
     return SLM_OK;
 }
 
+slm_status slm_pack_open_gguf(const char *path, slm_gguf **out) {
+    *out = NULL;
+    if (!slm_pack_is_packed_file(path)) return slm_gguf_open(path, out);
+    void *buf;
+    size_t size;
+    slm_status s = slm_pack_unpack_memory(path, &buf, &size);
+    if (!s) s = slm_gguf_open_memory(buf, size, slm_pack_release, out);
+    return s ? slm_error_prefix(s, "%s", path) : SLM_OK;
+}
+
 slm_status slm_pack_unpack_file(const char *in_path, const char *out_path) {
     packed p;
     slm_status s = packed_open(in_path, &p);

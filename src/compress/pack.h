@@ -66,6 +66,11 @@ bool slm_pack_is_packed_file(const char *path);
 slm_status slm_pack_unpack_memory(const char *path, void **buf, size_t *size);
 void slm_pack_release(void *buf, size_t size);
 
+/* Open a model file that is either a GGUF (mapped) or a packed file (unpacked into memory,
+ * every CRC and the SHA-256 verified, then parsed; g->map is NULL, so page dropping is a
+ * no-op). Errors of a packed file are prefixed with its path. On error *out is NULL. */
+slm_status slm_pack_open_gguf(const char *path, slm_gguf **out);
+
 /* Unpack into a file (atomically; nothing is left behind on any error), verified. */
 slm_status slm_pack_unpack_file(const char *in_path, const char *out_path);
 

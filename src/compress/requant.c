@@ -58,13 +58,13 @@ static bool affected(const slm_rq_opts *o, const char *name) {
 }
 
 /* Whether a tensor of type in with rows of cols elements can be rewritten as out; if not, *note says why. */
-static bool convertible(uint32_t in, uint32_t out, int64_t cols, const char **note) {
+static bool convertible(uint32_t in, uint32_t out, int64_t cols, bool hook_types, const char **note) {
     const slm_dtype_traits *ti = slm_dtype_get(in), *to = slm_dtype_get(out);
     if (!ti || !ti->to_float) {
         *note = "input dtype cannot be dequantized; kept";
         return false;
     }
-    if (!to || !to->from_float) {
+    if (!to || (!to->from_float && !hook_types)) {
         *note = "no quantizer for the target type; kept";
         return false;
     }
@@ -99,7 +99,7 @@ slm_status slm_rq_plan(const slm_gguf *g, const int *want, const slm_rq_opts *o,
         if (target < 0 && !fold) continue;
         if (target < 0) target = (int)t->type;
         const char *note = NULL;
-        if (!convertible(t->type, (uint32_t)target, p->cols, &note)) {
+        if (!convertible(t->type, (uint32_t)target, p->cols, o && o->hook_types, &note)) {
             if (!fold) {
                 p->note = note;
                 continue;
@@ -107,7 +107,7 @@ slm_status slm_rq_plan(const slm_gguf *g, const int *want, const slm_rq_opts *o,
             /* folding must happen: fall back to a float type */
             target = t->n_dims == 1 ? SLM_DT_F32 : SLM_DT_F16;
             p->note = "folded; stored as a float type";
-            if (!convertible(t->type, (uint32_t)target, p->cols, &note)) {
+            if (!convertible(t->type, (uint32_t)target, p->cols, o && o->hook_types, &note)) {
                 free(ts);
                 return slm_error(SLM_ERR_UNSUPPORTED, "tensor '%s' (%s) cannot be rewritten: %s", p->name,
                                  slm_dtype_name(t->type), note);
@@ -162,7 +162,7 @@ static void convert_rows(void *arg, int ith, int nth) {
         } else {
             to->from_float(x, dst, cols);
         }
-        to->to_float(dst, y, cols);
+        if (!(h && h->decode_row && h->decode_row(h->user, p, r, dst, y))) to->to_float(dst, y, cols);
         for (int64_t i = 0; i < cols; i++) {
             const double d = (double)x[i] - (double)y[i];
             e2 += d * d;
@@ -185,18 +185,26 @@ static slm_status convert_one(slm_pool *pool, slm_rq_tensor *p, const slm_rq_opt
     j.err2 = calloc((size_t)nth, sizeof(double));
     j.ref2 = calloc((size_t)nth, sizeof(double));
     slm_status s = SLM_OK;
-    if (!p->dst || !j.scratch || !j.err2 || !j.ref2 || !imp_buf) {
+    bool extras = true;
+    for (int e = 0; e < p->n_extra; e++) {
+        free(p->extra[e].data);
+        if (!(p->extra[e].data = calloc(p->extra[e].bytes ? p->extra[e].bytes : 1, 1))) extras = false;
+    }
+    const slm_rq_hooks *h = o ? o->hooks : NULL;
+    if (!p->dst || !j.scratch || !j.err2 || !j.ref2 || !imp_buf || !extras) {
         s = slm_error(SLM_ERR_NOMEM, "tensor '%s': out of memory (%zu bytes)", p->name, p->out_bytes);
     } else {
-        if ((p->gq >= 0 || (o && o->hooks && o->hooks->quantize_row)) && o && o->hooks && o->hooks->importance)
-            j.imp = o->hooks->importance(o->hooks->user, p->name, imp_buf, p->cols);
-        if (p->rows) {
+        if ((p->gq >= 0 || (h && h->quantize_row)) && h && h->importance)
+            j.imp = h->importance(h->user, p->name, imp_buf, p->cols);
+        if (h && h->begin_tensor) s = h->begin_tensor(h->user, p, j.imp);
+        if (!s && p->rows) {
             slm_pool_run(pool, convert_rows, &j);
             for (int i = 0; i < nth; i++) {
                 p->err2 += j.err2[i];
                 p->ref2 += j.ref2[i];
             }
         }
+        if (h && h->end_tensor) h->end_tensor(h->user, p);
     }
     free(j.scratch);
     free(imp_buf);
@@ -312,6 +320,26 @@ static slm_status stream_produce(void *user, size_t i, const void **data) {
     return SLM_OK;
 }
 
+/* Companion e of tensor i is source index i * EXTRA_SLOTS + 1 + e (its bytes exist once the
+ * tensor before it was produced). */
+enum { EXTRA_SLOTS = SLM_RQ_MAX_EXTRA + 1 };
+
+static slm_status extra_produce(void *user, size_t index, const void **data) {
+    stream *st = user;
+    const slm_rq_extra *x = &st->ts[index / EXTRA_SLOTS].extra[index % EXTRA_SLOTS - 1];
+    if (!x->data) return slm_error(SLM_ERR_ARG, "tensor '%s' was not produced", x->name);
+    *data = x->data;
+    return SLM_OK;
+}
+
+static void extra_release(void *user, size_t index, const void *data) {
+    (void)data;
+    stream *st = user;
+    slm_rq_extra *x = &st->ts[index / EXTRA_SLOTS].extra[index % EXTRA_SLOTS - 1];
+    free(x->data);
+    x->data = NULL;
+}
+
 static void stream_release(void *user, size_t i, const void *data) {
     (void)data;
     stream *st = user;
@@ -340,6 +368,13 @@ slm_status slm_rq_convert_write(slm_pool *pool, const slm_gguf *g, slm_rq_tensor
                                             .index = i};
         slm_status s = slm_gguf_writer_add_tensor_src(w, ts[i].name, t->n_dims, t->ne, ts[i].out_type,
                                                       ts[i].out_bytes, &src);
+        for (int e = 0; !s && e < ts[i].n_extra; e++) {
+            const slm_rq_extra *x = &ts[i].extra[e];
+            const slm_gguf_tensor_source xs = {.produce = extra_produce, .release = extra_release, .user = &st,
+                                               .index = i * EXTRA_SLOTS + 1 + (size_t)e};
+            const int64_t ne[4] = {x->ne0, 1, 1, 1};
+            s = slm_gguf_writer_add_tensor_src(w, x->name, 1, ne, x->type, x->bytes, &xs);
+        }
         if (s) return s;
     }
     slm_status s = slm_gguf_writer_write(w, path);
@@ -353,8 +388,28 @@ slm_status slm_rq_add_tensors(slm_gguf_writer *w, const slm_gguf *g, const slm_r
         const slm_rq_tensor *p = &ts[i];
         slm_status s = slm_gguf_writer_add_tensor(w, p->name, t->n_dims, t->ne, p->out_type,
                                                   p->convert ? p->dst : p->src, p->out_bytes);
+        for (int e = 0; !s && e < p->n_extra; e++) {
+            const int64_t ne[4] = {p->extra[e].ne0, 1, 1, 1};
+            s = slm_gguf_writer_add_tensor(w, p->extra[e].name, 1, ne, p->extra[e].type, p->extra[e].data,
+                                           p->extra[e].bytes);
+        }
         if (s) return s;
     }
+    return SLM_OK;
+}
+
+slm_status slm_rq_add_extra(slm_rq_tensor *p, const char *name, uint32_t type, int64_t n) {
+    size_t row;
+    if (!p->convert || p->n_extra >= SLM_RQ_MAX_EXTRA || n < 1 || !slm_row_bytes(type, n, &row))
+        return slm_error(SLM_ERR_ARG, "tensor '%s': cannot add companion '%s'", p->name, name);
+    slm_rq_extra *x = &p->extra[p->n_extra];
+    if (snprintf(x->name, sizeof x->name, "%s", name) >= (int)sizeof x->name)
+        return slm_error(SLM_ERR_ARG, "companion name '%s' is too long", name);
+    x->type = type;
+    x->ne0 = n;
+    x->bytes = row;
+    x->data = NULL;
+    p->n_extra++;
     return SLM_OK;
 }
 
@@ -371,13 +426,15 @@ void slm_rq_print_summary(FILE *f, const slm_rq_tensor *ts, size_t nt, bool per_
     if (per_tensor) fprintf(f, "%-28s %-15s %12s %12s %10s\n", "tensor", "dtype", "bytes in", "bytes out", "rel rmse");
     for (size_t i = 0; i < nt; i++) {
         const slm_rq_tensor *p = &ts[i];
+        size_t xb = 0;
+        for (int e = 0; e < p->n_extra; e++) xb += p->extra[e].bytes;
         tin += p->in_bytes;
-        tout += p->out_bytes;
+        tout += p->out_bytes + xb;
         n_all += (uint64_t)p->n;
         if (p->convert) {
             n_conv++;
             q_n += (uint64_t)p->n;
-            q_out += p->out_bytes;
+            q_out += p->out_bytes + xb;
             q_err2 += p->err2;
             q_ref2 += p->ref2;
         }
@@ -403,6 +460,9 @@ void slm_rq_print_summary(FILE *f, const slm_rq_tensor *ts, size_t nt, bool per_
 
 void slm_rq_free(slm_rq_tensor *ts, size_t n) {
     if (!ts) return;
-    for (size_t i = 0; i < n; i++) free(ts[i].dst);
+    for (size_t i = 0; i < n; i++) {
+        free(ts[i].dst);
+        for (int e = 0; e < ts[i].n_extra; e++) free(ts[i].extra[e].data);
+    }
     free(ts);
 }

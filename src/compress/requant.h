@@ -15,6 +15,19 @@
 #include "../core/status.h"
 #include "../core/threadpool.h"
 
+/* A companion tensor written right after the tensor it belongs to (a per-tensor codebook, an
+ * outlier table): one dimension, size fixed when planned, bytes filled by the hooks while the
+ * tensor is converted (allocated zeroed by the conversion, owned by the plan). */
+typedef struct {
+    char name[160];
+    uint32_t type;
+    int64_t ne0;
+    size_t bytes;
+    void *data;
+} slm_rq_extra;
+
+enum { SLM_RQ_MAX_EXTRA = 4 };
+
 typedef struct {
     char name[128];
     uint32_t in_type, out_type;
@@ -26,6 +39,8 @@ typedef struct {
     int gq;             /* >= 0: quantized by the group quantizer of this layout (clip search) */
     const void *src;
     void *dst;          /* owned when convert */
+    slm_rq_extra extra[SLM_RQ_MAX_EXTRA]; /* companions (converted tensors only) */
+    int n_extra;
 } slm_rq_tensor;
 
 typedef struct {
@@ -40,6 +55,16 @@ typedef struct {
      * it may clean x in place) at dst and returns true, or returns false to leave the row to
      * the default quantizer. imp: the importance hook's weights, or NULL. */
     bool (*quantize_row)(void *user, const slm_rq_tensor *p, int64_t row, float *x, const float *imp, void *dst);
+    /* before the rows of a converted tensor (its dst and extras allocated, imp as above): work
+     * over the whole tensor (a shared codebook, the choice of outliers); an error stops the
+     * conversion */
+    slm_status (*begin_tensor)(void *user, slm_rq_tensor *p, const float *imp);
+    /* the weights row `row` (stored at q) stands for, when the output dtype alone cannot say
+     * (its table or outliers are elsewhere): writes y[cols] and returns true; false: the
+     * dtype's to_float */
+    bool (*decode_row)(void *user, const slm_rq_tensor *p, int64_t row, const void *q, float *y);
+    /* after the rows (also after a failure): release what begin_tensor kept */
+    void (*end_tensor)(void *user, slm_rq_tensor *p);
 } slm_rq_hooks;
 
 typedef struct {
@@ -47,6 +72,8 @@ typedef struct {
     const slm_rq_hooks *hooks;  /* NULL: none */
     int progress;               /* 0 none, 1 a bar on a terminal, 2 a line per tensor */
     const char *label;          /* progress prefix ("quantize") */
+    bool hook_types;            /* plan: targets without a reference quantizer are allowed (a
+                                   quantize_row hook writes every row of them) */
 } slm_rq_opts;
 
 /* Plan: want[i] is the target type of tensor i, or -1 to copy it. A tensor that cannot be
@@ -87,7 +114,11 @@ void slm_rq_drop_all(const slm_gguf *g);
 /* SHA-256 (hex) of g's whole file, read in chunks whose pages are dropped after hashing. */
 void slm_rq_sha256(const slm_gguf *g, char out[65]);
 
-/* Add every tensor (converted or copied) to w, in the input's order. */
+/* Give tensor p the companion `name` of n elements of dtype type (p must be converted). */
+slm_status slm_rq_add_extra(slm_rq_tensor *p, const char *name, uint32_t type, int64_t n);
+
+/* Add every tensor (converted or copied) to w, in the input's order, each followed by its
+ * companions. */
 slm_status slm_rq_add_tensors(slm_gguf_writer *w, const slm_gguf *g, const slm_rq_tensor *ts);
 
 /* The per-tensor table (tensor, dtype in -> out, bytes, relative RMS error, notes; with

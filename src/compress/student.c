@@ -10,6 +10,7 @@
 
 #include "../core/dtype.h"
 #include "../core/gguf_write.h"
+#include "pack.h"
 #include "requant.h"
 
 /* ---- layer lists ---- */
@@ -258,7 +259,7 @@ static slm_status requantize(const char *in, uint32_t type, slm_pool *pool, cons
     slm_rq_tensor *ts = NULL;
     slm_gguf_writer *w = NULL;
     int *want = NULL;
-    slm_status s = slm_gguf_open(in, &g);
+    slm_status s = slm_pack_open_gguf(in, &g);
     if (s) return s;
     const size_t nt = (size_t)g->n_tensors;
     if (!(want = malloc((nt ? nt : 1) * sizeof *want))) {

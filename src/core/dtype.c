@@ -13,6 +13,7 @@
  * The dot products dequantize one block into a stack buffer and accumulate in double: they
  * are the accurate reference that faster kernels are compared with. */
 #include "core/dtype.h"
+#include "core/cbt.h"
 #include "core/codebook.h"
 #include "core/gq.h"
 #include "core/sparse.h"
@@ -756,6 +757,7 @@ static const slm_dtype_traits g_traits[SLM_DT_GQ_FIRST] = {
 
 const slm_dtype_traits *slm_dtype_get(uint32_t t) {
     if (t >= SLM_DT_COUNT) return NULL;
+    if (t >= SLM_DT_CBT_FIRST && t < SLM_DT_CBT_FIRST + SLM_CBT_N_TYPES) return slm_cbt_traits(t);
     if (t >= SLM_DT_CB_FIRST) return slm_cb_traits(t);
     if (t >= SLM_DT_SP_FIRST) return slm_sp_traits(t);
     if (t >= SLM_DT_GQ_FIRST) return slm_gq_traits(t);

@@ -8,9 +8,11 @@
  * f32 activations; exact up to float summation order. */
 #include "matmul.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/cbt.h"
 #include "../core/dtype.h"
 
 #define ROW_ALIGN 16   /* rows per thread share are multiples of this: 64-byte output lines */
@@ -27,8 +29,25 @@ float slm_dot_f32(const float *a, const float *b, int64_t n) {
 }
 
 void slm_mat_row(const slm_mat *w, int64_t r, float *dst) {
-    const slm_dtype_traits *tr = slm_dtype_get(w->type);
-    tr->to_float((const char *)w->data + (size_t)r * w->row_bytes, dst, w->cols);
+    const char *row = (const char *)w->data + (size_t)r * w->row_bytes;
+    if (w->tab) slm_cbt_to_float(w->type, w->tab, row, dst, w->cols);
+    else slm_dtype_get(w->type)->to_float(row, dst, w->cols);
+    if (w->outl.nnz)
+        for (int32_t i = w->outl.off[r]; i < w->outl.off[r + 1]; i++) dst[w->outl.col[i]] += w->outl.val[i];
+}
+
+/* y[t][r] += outlier row r . x[t] for rows [lo, hi) */
+static void add_outliers(const slm_mat *w, const float *x, int n_tok, float *y, long lo, long hi) {
+    const slm_outliers *o = &w->outl;
+    for (int t = 0; t < n_tok; t++) {
+        const float *xt = x + (size_t)t * (size_t)w->cols;
+        float *yt = y + (size_t)t * (size_t)w->rows;
+        for (long r = lo; r < hi; r++) {
+            float acc = 0.0f;
+            for (int32_t i = o->off[r]; i < o->off[r + 1]; i++) acc += o->val[i] * xt[o->col[i]];
+            yt[r] += acc;
+        }
+    }
 }
 
 static size_t act_row_bytes(int act, int64_t cols) {
@@ -85,8 +104,14 @@ static void gemm_task(void *arg, int ith, int nth) {
     const slm_mat *w = j->w;
     long lo, hi;
     slm_pool_split(w->rows, ith, nth, ROW_ALIGN, &lo, &hi);
-    slm_gemm_fn g = j->mm->k->gemm[w->type];
-    if (j->n_tok < 4 && j->act == SLM_DT_F32) {
+    if (w->tab) {
+        slm_gemm_tab_fn g = j->mm->k->gemm_tab[w->type];
+        for (long r = lo; r < hi; r += ROW_TILE) {
+            int nr = (int)(hi - r < ROW_TILE ? hi - r : ROW_TILE);
+            g(w->tab, w->cols, (const char *)w->data + (size_t)r * w->row_bytes, w->row_bytes, nr, j->mm->act,
+              j->act_bytes, j->n_tok, j->y + r, (size_t)w->rows);
+        }
+    } else if (j->n_tok < 4 && j->act == SLM_DT_F32) {
         /* float weights with one or a few tokens: streaming each row through vec_dot beats the
          * register-tiled gemm, whose tiles are built for many activation rows */
         slm_vec_dot_fn dot = j->mm->k->vec_dot[w->type];
@@ -94,13 +119,15 @@ static void gemm_task(void *arg, int ith, int nth) {
             for (int t = 0; t < j->n_tok; t++)
                 j->y[(size_t)t * w->rows + r] = dot((const char *)w->data + (size_t)r * w->row_bytes,
                                                     (const char *)j->mm->act + (size_t)t * j->act_bytes, w->cols);
-        return;
+    } else {
+        slm_gemm_fn g = j->mm->k->gemm[w->type];
+        for (long r = lo; r < hi; r += ROW_TILE) {
+            int nr = (int)(hi - r < ROW_TILE ? hi - r : ROW_TILE);
+            g(w->cols, (const char *)w->data + (size_t)r * w->row_bytes, w->row_bytes, nr, j->mm->act, j->act_bytes,
+              j->n_tok, j->y + r, (size_t)w->rows);
+        }
     }
-    for (long r = lo; r < hi; r += ROW_TILE) {
-        int nr = (int)(hi - r < ROW_TILE ? hi - r : ROW_TILE);
-        g(w->cols, (const char *)w->data + (size_t)r * w->row_bytes, w->row_bytes, nr, j->mm->act, j->act_bytes,
-          j->n_tok, j->y + r, (size_t)w->rows);
-    }
+    if (w->outl.nnz) add_outliers(w, j->x, j->n_tok, j->y, lo, hi);
 }
 
 static void ref_task(void *arg, int ith, int nth) {
@@ -112,12 +139,13 @@ static void ref_task(void *arg, int ith, int nth) {
     slm_pool_split(w->rows, ith, nth, ROW_ALIGN, &lo, &hi);
     const char *base = w->data;
     const int64_t rows = w->rows, cols = w->cols;
+    const bool plain = !w->tab && !w->outl.nnz;
     for (long r = lo; r < hi; r++) {
-        if (j->n_tok == 1) {
+        if (j->n_tok == 1 && plain) {
             j->y[r] = tr->dot_f32(base + (size_t)r * w->row_bytes, j->x, cols);
             continue;
         }
-        tr->to_float(base + (size_t)r * w->row_bytes, scratch, cols);
+        slm_mat_row(w, r, scratch);
         for (int t = 0; t < j->n_tok; t++)
             j->y[(size_t)t * rows + r] = slm_dot_f32(scratch, j->x + (size_t)t * cols, cols);
     }
@@ -125,7 +153,8 @@ static void ref_task(void *arg, int ith, int nth) {
 
 void slm_matmul(slm_mm *mm, const slm_mat *w, const float *x, int n_tok, float *y) {
     mm_job j = {.mm = mm, .w = w, .x = x, .n_tok = n_tok, .y = y};
-    if (!mm->k || !mm->k->gemm[w->type]) {
+    const bool fast = mm->k && (w->tab ? mm->k->gemm_tab[w->type] != NULL : mm->k->gemm[w->type] != NULL);
+    if (!fast) {
         slm_pool_run(mm->pool, ref_task, &j);
         return;
     }

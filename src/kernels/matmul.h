@@ -9,13 +9,26 @@
 #include "../core/threadpool.h"
 #include "qdot.h"
 
+/* Weights kept exactly beside a compressed matrix, added to its product: a sparse matrix in
+ * compressed rows (row r holds entries off[r] .. off[r+1]-1: columns col[i], values val[i]). */
+typedef struct {
+    const int32_t *off; /* [rows + 1], off[0] == 0, non-decreasing */
+    const int32_t *col; /* [nnz], each < cols, increasing within a row */
+    const float *val;   /* [nnz] */
+    int64_t nnz;
+} slm_outliers;
+
 /* A weight matrix of `rows` rows, each `cols` elements of dtype `type`, rows contiguous
- * (GGUF ne = [cols, rows]). y = W x means y[r] = dot(row r, x). */
+ * (GGUF ne = [cols, rows]). y = W x means y[r] = dot(row r, x). A matrix of a per-tensor
+ * codebook dtype (core/cbt.h) carries its table; any matrix may carry an outlier table, whose
+ * entries are added to the decoded weights (W = decoded + outliers). */
 typedef struct {
     const void *data;
     uint32_t type;
     int64_t rows, cols;
     size_t row_bytes;
+    const int8_t *tab;     /* per-tensor codebook [k] (cbt dtypes), else NULL */
+    slm_outliers outl;     /* nnz 0: none */
 } slm_mat;
 
 /* What a matrix product needs besides its operands: the pool, the kernel set, and scratch

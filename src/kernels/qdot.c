@@ -14,6 +14,7 @@
 #include <cpuid.h>
 #endif
 
+#include "core/cbt.h"
 #include "core/codebook.h"
 #include "core/gq.h"
 #include "core/sparse.h"
@@ -41,6 +42,7 @@ int slm_act_type(uint32_t wt) {
     default: {
         slm_gq_format f;
         if (slm_gq_format_of(wt, &f)) return f.asym ? SLM_DT_Q8_1 : SLM_DT_Q8_0;
+        if (slm_cbt_format_of(wt, NULL)) return SLM_DT_Q8_0;
         if (wt >= SLM_DT_CB_FIRST) return slm_cb_act_type(wt);
         if (wt >= SLM_DT_SP_FIRST) return slm_sp_act_type(wt);
         return -1;
@@ -121,6 +123,7 @@ static void fill_scalar(slm_kernels *k) {
     slm_qdot_g_fill(k, SLM_ISA_SCALAR);
     slm_qdot_sp_fill(k, SLM_ISA_SCALAR);
     slm_qdot_cb_fill(k, SLM_ISA_SCALAR);
+    slm_qdot_cbt_fill(k, SLM_ISA_SCALAR);
 }
 
 #if defined(__x86_64__)
@@ -131,6 +134,7 @@ static void fill_avx2(slm_kernels *k) {
     slm_qdot_g_fill(k, SLM_ISA_AVX2);
     slm_qdot_sp_fill(k, SLM_ISA_AVX2);
     slm_qdot_cb_fill(k, SLM_ISA_AVX2);
+    slm_qdot_cbt_fill(k, SLM_ISA_AVX2);
 }
 
 static void fill_avx512(slm_kernels *k) {
@@ -140,6 +144,7 @@ static void fill_avx512(slm_kernels *k) {
     slm_qdot_g_fill(k, SLM_ISA_AVX512);
     slm_qdot_sp_fill(k, SLM_ISA_AVX512);
     slm_qdot_cb_fill(k, SLM_ISA_AVX512);
+    slm_qdot_cbt_fill(k, SLM_ISA_AVX512);
 }
 #endif
 

@@ -37,12 +37,20 @@ typedef void (*slm_quant_act_fn)(const float *x, void *y, int64_t n);
 typedef void (*slm_gemm_fn)(int64_t n, const void *w, size_t w_stride, int nr, const void *x, size_t x_stride,
                             int nc, float *y, size_t ldy);
 
+/* Kernels of the per-tensor codebook formats (core/cbt.h), which take the tensor's table
+ * tab[k] besides the operands; same meaning as slm_vec_dot_fn / slm_gemm_fn otherwise. */
+typedef float (*slm_vec_dot_tab_fn)(const int8_t *tab, const void *w, const void *x, int64_t n);
+typedef void (*slm_gemm_tab_fn)(const int8_t *tab, int64_t n, const void *w, size_t w_stride, int nr, const void *x,
+                                size_t x_stride, int nc, float *y, size_t ldy);
+
 typedef struct {
     slm_isa isa;
     const char *name;                        /* "scalar", "avx2", "avx512" */
     slm_vec_dot_fn vec_dot[SLM_DT_COUNT];    /* by weight dtype */
     slm_gemm_fn gemm[SLM_DT_COUNT];          /* by weight dtype; a generic loop when not specialized */
     slm_quant_act_fn quant_act[SLM_DT_COUNT]; /* by activation dtype (SLM_DT_Q8_0, Q8_1, Q8_K, F32) */
+    slm_vec_dot_tab_fn vec_dot_tab[SLM_DT_COUNT]; /* per-tensor codebook dtypes only (core/cbt.h) */
+    slm_gemm_tab_fn gemm_tab[SLM_DT_COUNT];
 } slm_kernels;
 
 /* Activation dtype for weights of dtype wt: SLM_DT_Q8_0, SLM_DT_Q8_1, SLM_DT_Q8_K or SLM_DT_F32;

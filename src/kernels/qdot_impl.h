@@ -24,6 +24,8 @@ void slm_qdot_g_fill(slm_kernels *k, slm_isa isa);
 /* sparse formats (qdot_sp.c) and codebook formats (qdot_cb.c): set the entries of one table */
 void slm_qdot_sp_fill(slm_kernels *k, slm_isa isa);
 void slm_qdot_cb_fill(slm_kernels *k, slm_isa isa);
+/* per-tensor codebook formats (qdot_cbt.c): the vec_dot_tab / gemm_tab entries of one table */
+void slm_qdot_cbt_fill(slm_kernels *k, slm_isa isa);
 
 /* A gemm built from vec_dot (used where no specialized gemm exists). */
 void slm_gemm_generic(slm_vec_dot_fn dot, int64_t n, const void *w, size_t w_stride, int nr, const void *x,

@@ -1,14 +1,77 @@
 /* model.c - bind the tensors of a GGUF file to the Llama-family weight layout. */
 #include "model.h"
 
+#include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../compress/pack.h"
+#include "../core/cbt.h"
 #include "../core/dtype.h"
 
 static const slm_gguf_tensor *find(const slm_gguf *g, const char *name) { return slm_gguf_find_tensor(g, name); }
+
+/* A companion tensor "<base>.<suffix>" of matrix `name` ("<base>.weight"), or NULL. */
+static const slm_gguf_tensor *companion(const slm_gguf *g, const char *name, const char *suffix, char *buf,
+                                        size_t cap) {
+    const size_t n = strlen(name), w = strlen(".weight");
+    if (n <= w || strcmp(name + n - w, ".weight") != 0) return NULL;
+    if (snprintf(buf, cap, "%.*s.%s", (int)(n - w), name, suffix) >= (int)cap) return NULL;
+    return find(g, buf);
+}
+
+static bool is_vec(const slm_gguf_tensor *t, uint32_t type, int64_t n) {
+    return t->type == type && t->n_dims == 1 && t->ne[0] == n && (uintptr_t)t->data % 4 == 0;
+}
+
+/* The per-tensor codebook (cbt dtypes) and the outlier table of matrix m, checked: the
+ * table's entries in [-127, 127]; the outlier rows' offsets from 0 to nnz, non-decreasing,
+ * columns in range and increasing within a row, values finite. */
+static slm_status bind_companions(const slm_gguf *g, const char *name, slm_mat *m) {
+    char nb[160];
+    slm_cbt_format f;
+    const slm_gguf_tensor *t = companion(g, name, "codebook", nb, sizeof nb);
+    if (slm_cbt_format_of(m->type, &f)) {
+        if (!t) return slm_error(SLM_ERR_FORMAT, "model: tensor '%s' (%s) has no codebook tensor", name,
+                                 slm_dtype_name(m->type));
+        if (t->type != SLM_DT_I8 || t->n_dims != 1 || t->ne[0] != f.k)
+            return slm_error(SLM_ERR_FORMAT, "model: tensor '%s' must be an i8 vector of %d entries", nb, f.k);
+        if (!slm_cbt_check_table(t->data, f.k))
+            return slm_error(SLM_ERR_FORMAT, "model: tensor '%s' has an entry outside [-127, 127]", nb);
+        m->tab = t->data;
+    } else if (t) {
+        return slm_error(SLM_ERR_FORMAT, "model: '%s' has a codebook tensor but dtype %s", name,
+                         slm_dtype_name(m->type));
+    }
+    char nc[160], nv[160];
+    const slm_gguf_tensor *to = companion(g, name, "outlier_rows", nb, sizeof nb);
+    const slm_gguf_tensor *tc = companion(g, name, "outlier_cols", nc, sizeof nc);
+    const slm_gguf_tensor *tv = companion(g, name, "outlier_vals", nv, sizeof nv);
+    if (!to && !tc && !tv) return SLM_OK;
+    if (!to || !tc || !tv)
+        return slm_error(SLM_ERR_FORMAT, "model: '%s' needs all three outlier tensors (rows, cols, vals)", name);
+    if (m->rows >= INT32_MAX || !is_vec(to, SLM_DT_I32, m->rows + 1))
+        return slm_error(SLM_ERR_FORMAT, "model: tensor '%s' must be an aligned i32 vector of %lld entries", nb,
+                         (long long)m->rows + 1);
+    const int32_t *off = to->data;
+    const int64_t nnz = off[m->rows];
+    if (off[0] != 0 || nnz < 1 || !is_vec(tc, SLM_DT_I32, nnz) || !is_vec(tv, SLM_DT_F32, nnz))
+        return slm_error(SLM_ERR_FORMAT, "model: outlier tensors of '%s' disagree on their count", name);
+    const int32_t *col = tc->data;
+    const float *val = tv->data;
+    for (int64_t r = 0; r < m->rows; r++) {
+        if (off[r + 1] < off[r] || off[r + 1] > nnz)
+            return slm_error(SLM_ERR_FORMAT, "model: tensor '%s': offsets not increasing at row %lld", nb, (long long)r);
+        for (int32_t i = off[r]; i < off[r + 1]; i++)
+            if (col[i] < 0 || col[i] >= m->cols || (i > off[r] && col[i] <= col[i - 1]) || !isfinite(val[i]))
+                return slm_error(SLM_ERR_FORMAT, "model: outlier %d of '%s' (row %lld) is malformed", (int)i, name,
+                                 (long long)r);
+    }
+    m->outl = (slm_outliers){.off = off, .col = col, .val = val, .nnz = nnz};
+    return SLM_OK;
+}
 
 static slm_status bind_mat(const slm_gguf *g, const char *name, int64_t rows, int64_t cols, slm_mat *m,
                            bool optional) {
@@ -24,9 +87,11 @@ static slm_status bind_mat(const slm_gguf *g, const char *name, int64_t rows, in
         return slm_error(SLM_ERR_FORMAT, "model: tensor '%s' has shape [%lld, %lld] (%u dims), expected [%lld, %lld]",
                          name, (long long)t->ne[0], (long long)t->ne[1], t->n_dims, (long long)cols, (long long)rows);
     const slm_dtype_traits *tr = slm_dtype_get(t->type);
-    if (!tr || !tr->dot_f32 || !tr->to_float)
+    const bool cbt = slm_cbt_format_of(t->type, NULL);
+    if (!tr || (!cbt && (!tr->dot_f32 || !tr->to_float)))
         return slm_error(SLM_ERR_UNSUPPORTED, "model: tensor '%s' has dtype %s, which cannot be computed yet", name,
                          slm_dtype_name(t->type));
+    memset(m, 0, sizeof *m);
     m->data = t->data;
     m->type = t->type;
     m->rows = rows;
@@ -35,7 +100,7 @@ static slm_status bind_mat(const slm_gguf *g, const char *name, int64_t rows, in
         return slm_error(SLM_ERR_FORMAT, "model: tensor '%s': bad row size", name);
     if (tr->check_rows && !tr->check_rows(t->type, t->data, cols, rows))
         return slm_error(SLM_ERR_FORMAT, "model: tensor '%s' (%s) has malformed rows", name, tr->name);
-    return SLM_OK;
+    return bind_companions(g, name, m);
 }
 
 /* A vector of n elements as f32: points into the file for F32, else converted into an owned copy. */
@@ -232,16 +297,9 @@ fail:
 slm_status slm_model_load(const char *path, slm_model **out) {
     slm_gguf *g;
     *out = NULL;
-    slm_status s;
-    if (slm_pack_is_packed_file(path)) {
-        /* a packed model: unpacked into memory and verified, then bound like a mapped file */
-        void *buf;
-        size_t size;
-        if ((s = slm_pack_unpack_memory(path, &buf, &size))) return slm_error_prefix(s, "%s", path);
-        if ((s = slm_gguf_open_memory(buf, size, slm_pack_release, &g))) return slm_error_prefix(s, "%s", path);
-    } else if ((s = slm_gguf_open(path, &g))) {
-        return s;
-    }
+    /* a packed model is unpacked into memory and verified, then bound like a mapped file */
+    slm_status s = slm_pack_open_gguf(path, &g);
+    if (s) return s;
     s = slm_model_from_gguf(g, out);
     if (s) return slm_error_prefix(s, "%s", path);
     return SLM_OK;
