@@ -70,4 +70,14 @@ expect_error "--draft and --lookup" "$BIN" run -m "$MODEL" -p hi -n 4 --lookup 3
 expect_error "--draft-max without a drafter" "$BIN" run -m "$MODEL" -p hi -n 4 --draft-max 4
 expect_error "--draft-min-p 2" "$BIN" run -m "$MODEL" -p hi -n 4 --draft "$TMP/q2.gguf" --draft-min-p 2
 expect_error "--draft without a value" "$BIN" run -m "$MODEL" -p hi -n 4 --draft
+# bench --spec: the four prompts, outputs checked identical inside, a row and a JSON entry each
+"$BIN" bench --spec --lookup 3 --draft-max 4 -n 16 -r 1 -t 1 --json "$TMP/spec.json" >"$TMP/bs" 2>"$TMP/bse"
+check "bench --spec exits 0 ($(tail -c 200 "$TMP/bse"))" test $? -eq 0
+check "bench --spec: four prompt rows" test "$(grep -cE '^\| (open-ended|summarize|code-rename|fix-spelling) ' "$TMP/bs")" -eq 4
+check "bench --spec: JSON has the four prompts" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+names = sorted(r["prompt"] for r in d["results"])
+assert names == ["code-rename", "fix-spelling", "open-ended", "summarize"], names
+' "$TMP/spec.json"
 summary e2e_speculative

@@ -81,8 +81,9 @@ static const char *const usage =
     "Peak RSS (getrusage) is taken after the model tests, before the probe allocates its\n"
     "arrays. Progress lines go to stderr; the report to stdout.\n"
     "\n"
-    "--spec: for each of three prompts wrapped in the model's chat template (open-ended: a\n"
-    "story; input-grounded: summarize a Wikipedia paragraph; rename a variable in code), each\n"
+    "--spec: for each of four prompts wrapped in the model's chat template (open-ended: a\n"
+    "story; input-grounded: summarize a Wikipedia paragraph; rename a variable in code; fix the\n"
+    "spelling of a paragraph), each\n"
     "run generates -n tokens (or up to the end of the reply) greedily, plainly and then with the\n"
     "drafter, from the same prompt; the table shows median tokens/s of each, the median of the\n"
     "same-run ratios (speedup), the acceptance rate, tokens per verification step and the share\n"
@@ -143,7 +144,7 @@ static const slm_membw_result *membw_for(const slm_membw_result *mb, int n_mb, i
 
 /* ---- --spec: plain against speculative greedy decoding ---- */
 
-static const char *const spec_prompt_names[] = {"open-ended", "summarize", "code-rename"};
+static const char *const spec_prompt_names[] = {"open-ended", "summarize", "code-rename", "fix-spelling"};
 static const char *const spec_prompts[] = {
     "Write a short story about a robot who learns to paint.",
     "Summarize the following text:\n\nHomarus gammarus, known as the European lobster or common lobster, is a "
@@ -161,6 +162,12 @@ static const char *const spec_prompts[] = {
     "    if len(values) == 0:\n"
     "        return 0\n"
     "    return total / len(values)\n",
+    "Fix the spelling mistakes in the following text and write out the corrected text:\n\n"
+    "The European lobster is a specis of clawed lobster from the eastern Atlantic Ocean, Mediterranean Sea and "
+    "parts of the Black Sea. It is closly related to the American lobster. It may grow to a lenght of 60 cm and a "
+    "mass of 6 kilograms, and bears a conspicous pair of claws. In life, the lobsters are blue, only becomming "
+    "\"lobster red\" on cooking. Mating occurs in the sumer, producing eggs which are carried by the females for up "
+    "to a year before hatching into planktonic larvae.",
 };
 #define N_SPEC_PROMPTS ((int)(sizeof spec_prompts / sizeof spec_prompts[0]))
 
@@ -224,12 +231,12 @@ static int bench_spec(const char *cmd, const cli_engine_opts *eo, const cli_spec
             goto out;
         }
     }
-    printf("| %-11s | %6s | %9s | %11s | %9s | %7s | %9s | %10s | %8s |\n", "prompt", "prompt", "generated",
+    printf("| %-12s | %6s | %9s | %11s | %9s | %7s | %9s | %10s | %8s |\n", "prompt", "prompt", "generated",
            "plain t/s", "spec t/s", "speedup", "accepted", "tok/step", "drafting");
-    printf("| %s | %s: | %s: | %s: | %s: | %s: | %s: | %s: | %s: |\n", "-----------", "-----", "--------",
+    printf("| %s | %s: | %s: | %s: | %s: | %s: | %s: | %s: | %s: |\n", "------------", "-----", "--------",
            "----------", "--------", "------", "--------", "---------", "-------");
     for (int i = 0; i < N_SPEC_PROMPTS; i++)
-        printf("| %-11s | %6d | %9d | %11.2f | %9.2f | %6.2fx | %8.1f%% | %10.2f | %7.1f%% |\n", spec_prompt_names[i],
+        printf("| %-12s | %6d | %9d | %11.2f | %9.2f | %6.2fx | %8.1f%% | %10.2f | %7.1f%% |\n", spec_prompt_names[i],
                n_tok[i], res[i].n_generated, res[i].plain.median, res[i].spec.median, res[i].speedup,
                100 * res[i].accept_rate, res[i].tokens_per_step, 100 * res[i].draft_share);
     fflush(stdout);
