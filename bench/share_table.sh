@@ -8,8 +8,11 @@
 # against the original: size, bpw, perplexity (wikitext-2 test), KL, top-1, pp512 / tg128,
 # peak memory. Training reads wikitext-2 valid only.
 #
+# HEAL=all heals every sharing configuration and two depth-pruned students (12 and 18 layers,
+# the sizes of the 30 -> 10 and 30 -> 15 models) at the same budget.
+#
 #   bench/share_table.sh OUTDIR [MODEL]   (TOKENS=32768 SEQ=256 BATCH=2 LR=3e-4 THREADS=2 CHUNKS=10
-#                                          EVAL_EVERY=16 EVAL_TOKENS=2048 HEAL=1)
+#                                          EVAL_EVERY=16 EVAL_TOKENS=2048 HEAL=0|1|all)
 set -eu
 BIN=${BIN:-build/slimlm}
 cd "$(dirname "$0")/.."
@@ -46,10 +49,16 @@ heal() { # NAME STUDENT-ARGS...: distill at the common budget, then q4_1 like th
   [ -s "$OUT/$name-q4_1.gguf" ] || "$BIN" quantize -m "$OUT/$name.gguf" -o "$OUT/$name-q4_1.gguf" --type q4_1 --keep embd -q >/dev/null
   args+=(-m "$OUT/$name-q4_1.gguf")
 }
-if [ "$HEAL" = 1 ]; then
+if [ "$HEAL" = 1 ] || [ "$HEAL" = all ]; then
   heal g10-r16-healed --student "$OUT/g10-r16.gguf"
   heal depth12-healed --drop-block 18
   heal kv2-healed --student "$OUT/kv2.gguf"
+fi
+if [ "$HEAL" = all ]; then
+  for g in 15 10; do
+    for r in 0 16 64; do [ "$g-$r" = 10-16 ] || heal "g$g-r$r-healed" --student "$OUT/g$g-r$r.gguf"; done
+  done
+  heal depth18-healed --drop-block 12
 fi
 "$BIN" eval "${args[@]}" --base "$MODEL" -f "$TEXT" --ctx 512 --chunks "$CHUNKS" --pp 512 --tg 128 -t "$THREADS" \
   --json "$OUT/eval.json"

@@ -115,7 +115,8 @@ static const flag_spec quantize_flags[] = {
 
 static const flag_spec cluster_flags[] = {
     RUNNER_FLAGS, OWNED("--calib"), OWNED("--save-calib"),
-    {"--k", V_ENUM, 0, 0, "4|8|16"},
+    {"--k", V_ENUM, 0, 0, "4|8|16|32|64|128|256"},
+    {"--outliers", V_FLOAT, 0, 0.5, NULL}, /* a fraction here (the command also takes "0.5%") */
     {"--weighted", V_NONE, 0, 0, NULL},
     {"--text", V_STR, 0, 0, NULL},
     {"--samples", V_INT, 1, 65536, NULL},
