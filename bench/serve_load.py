@@ -16,14 +16,19 @@ percentiles. Prints a table and writes JSON.
 
 usage: bench/serve_load.py [--bin build/slimlm] [--model PATH] [--url URL] [--clients 1,4,16,64]
        [--duration S] [--max-duration S] [--max-tokens N] [--threads N]
-       [--modes batching,no-batching] [--json FILE]
+       [--modes batching,no-batching] [--json FILE] [--prompt TEXT]... [--prompt-file FILE]...
+       [--server-args "FLAGS"]
 With --url, the running server at URL is measured (one mode, as it was started).
+--prompt / --prompt-file (each repeatable; a file's whole text is one prompt) replace the
+built-in prompt set; --server-args adds flags to every server started (e.g. "--lookup 3
+--draft-max 4" to measure speculative decoding).
 """
 import argparse
 import http.client
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -55,7 +60,8 @@ class Server:
             self.host, self.port = u.hostname, u.port
             return
         cmd = [args.bin, "serve", "-m", args.model, "--port", "0", "-c", str(args.ctx), "--max-seqs",
-               str(args.max_seqs)] + (["-t", str(args.threads)] if args.threads > 0 else []) + extra
+               str(args.max_seqs)] + (["-t", str(args.threads)] if args.threads > 0 else []) + extra + \
+            shlex.split(args.server_args)
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
         self.host = "127.0.0.1"
         self.port = None
@@ -222,7 +228,15 @@ def main():
     ap.add_argument("--max-seqs", type=int, default=64)
     ap.add_argument("--modes", default="batching,no-batching")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable; replaces the built-in set)")
+    ap.add_argument("--prompt-file", action="append", default=[], help="a file whose text is one prompt (repeatable)")
+    ap.add_argument("--server-args", default="", help="extra flags for the servers started")
     args = ap.parse_args()
+    if args.prompt or args.prompt_file:
+        PROMPTS[:] = list(args.prompt)
+        for path in args.prompt_file:
+            with open(path, encoding="utf-8") as f:
+                PROMPTS.append(f.read())
     if not args.url and not args.model:
         args.model = default_model()
     clients = [int(x) for x in args.clients.split(",")]
@@ -256,7 +270,7 @@ def main():
               f"{r['mismatches']:8d} {r['kv_waste_paged']:14.3f} {r['kv_waste_reserved']:8.3f}")
     if args.json:
         meta = {"max_tokens": args.max_tokens, "duration_s": args.duration, "threads": args.threads, "ctx": args.ctx,
-                "model": args.model or args.url, "prompts": PROMPTS}
+                "model": args.model or args.url, "prompts": PROMPTS, "server_args": args.server_args}
         with open(args.json, "w") as f:
             json.dump({"config": meta, "results": results}, f, indent=1)
     bad = sum(r["mismatches"] + r["errors"] for r in results)

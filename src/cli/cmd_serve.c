@@ -31,6 +31,11 @@ static const char *const usage =
     "  --max-body BYTES     largest request body (default 1048576)\n"
     "  --no-batching        one sequence at a time (baseline)\n"
     "  --no-prefix-cache    do not share prompt blocks between requests\n"
+    "  --lookup N           speculative decoding by prompt lookup: each sequence drafts the tokens\n"
+    "                       that followed the longest earlier match (n-gram of N down to 1 tokens,\n"
+    "                       1..64) of its own prompt and output; verified exactly (greedy output\n"
+    "                       unchanged)\n"
+    "  --draft-max G        most tokens drafted per sequence and step with --lookup (1..16, default 4)\n"
     "  --template NAME      chat template: chatml, llama2, llama3, zephyr, gemma, phi3\n"
     "                       (default: detected from the model's tokenizer.chat_template)\n"
     "  -h, --help           this help\n"
@@ -45,6 +50,7 @@ int cmd_serve(int argc, char **argv) {
     const char *cmd = "serve", *host = "127.0.0.1", *tname = NULL;
     cli_engine_opts eo = {0};
     long port = 8080, ctx = 0, max_seqs = 0, kv_tokens = 0, max_batch = 0, max_queue = 0, max_body = 1L << 20;
+    long lookup = 0, draft_max = 0;
     bool no_batching = false, no_prefix = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -76,6 +82,12 @@ int cmd_serve(int argc, char **argv) {
             no_batching = true;
         } else if (!strcmp(a, "--no-prefix-cache")) {
             no_prefix = true;
+        } else if (!strcmp(a, "--lookup")) {
+            ok = int_flag(cmd, argc, argv, &i, 1, 64, &lookup);
+        } else if (!strcmp(a, "--draft-max")) {
+            ok = int_flag(cmd, argc, argv, &i, 1, SLM_SCHED_MAX_DRAFT, &draft_max);
+        } else if (!strcmp(a, "--draft") || !strcmp(a, "--draft-layers") || !strcmp(a, "--draft-min-p")) {
+            return cli_fail(cmd, "%s: serve supports speculative decoding by prompt lookup only (--lookup N)", a);
         } else if (!strcmp(a, "--template")) {
             ok = (tname = cli_value(cmd, argc, argv, &i)) != NULL;
         } else {
@@ -83,6 +95,7 @@ int cmd_serve(int argc, char **argv) {
         }
         if (!ok) return 1;
     }
+    if (draft_max && !lookup) return cli_fail(cmd, "--draft-max needs --lookup");
     if (eo.ctx.kv_type != SLM_KV_F16) return cli_fail(cmd, "--kv-type: the server keeps its KV cache in f16");
     if (eo.ctx.isa_set) setenv("SLIMLM_ISA", slm_isa_name(eo.ctx.isa), 1); /* read when the engine starts */
 
@@ -130,7 +143,8 @@ int cmd_serve(int argc, char **argv) {
         .max_body = (size_t)max_body,
         .sched = {.max_seqs = (int)max_seqs, .max_batch_tokens = (int)max_batch, .kv_tokens = (int)kv_tokens,
                   .max_ctx = (int)ctx, .max_queue = (int)max_queue, .n_threads = eo.ctx.n_threads,
-                  .no_batching = no_batching, .no_prefix_cache = no_prefix},
+                  .no_batching = no_batching, .no_prefix_cache = no_prefix, .lookup_ngram = (int)lookup,
+                  .draft_max = (int)draft_max},
         .model_id = base,
         .model_alias = alias[0] ? alias : NULL,
         .tmpl = have_tmpl ? &tmpl : NULL,

@@ -243,11 +243,8 @@ static void spec_buf_free(spec_buf *b) {
     free(b->cand);
 }
 
-/* Decide position i of a step: the target's logits row (modified), the draft token there
- * (or -1 after the last draft) and its q row (NULL: point mass). Returns the token to emit
- * and sets *accept when it is the draft token. */
-static int32_t verify_one(slm_sampler *smp, float *row, const int32_t *seq, int pos, int32_t draft, const float *q,
-                          spec_buf *b, bool *accept) {
+int32_t slm_spec_verify(slm_sampler *smp, float *row, const int32_t *seq, int pos, int32_t draft, const float *q,
+                        float *probs, slm_candidate *cand, bool *accept) {
     const slm_sampler_params *p = &smp->p;
     const int nv = smp->n_vocab;
     *accept = false;
@@ -257,9 +254,9 @@ static int32_t verify_one(slm_sampler *smp, float *row, const int32_t *seq, int 
         *accept = t == draft;
         return t;
     }
-    slm_sample_probs(row, nv, p, b->cand, b->p);
-    if (draft < 0) return slm_sample_from_probs(b->p, nv, slm_sampler_uniform(smp));
-    float pd = b->p[draft], qd = q ? q[draft] : 1.0f;
+    slm_sample_probs(row, nv, p, cand, probs);
+    if (draft < 0) return slm_sample_from_probs(probs, nv, slm_sampler_uniform(smp));
+    float pd = probs[draft], qd = q ? q[draft] : 1.0f;
     float u = slm_sampler_uniform(smp);
     if (qd > 0 && u * qd < pd) { /* u < p/q: probability min(1, p/q) */
         *accept = true;
@@ -268,15 +265,38 @@ static int32_t verify_one(slm_sampler *smp, float *row, const int32_t *seq, int 
     /* the residual norm(max(0, p - q)) */
     double left = 0;
     for (int v = 0; v < nv; v++) {
-        float r = b->p[v] - (q ? q[v] : (v == draft ? 1.0f : 0.0f));
-        b->p[v] = r > 0 ? r : 0;
-        left += b->p[v];
+        float r = probs[v] - (q ? q[v] : (v == draft ? 1.0f : 0.0f));
+        probs[v] = r > 0 ? r : 0;
+        left += probs[v];
     }
     if (left <= 0) { /* p == q up to rounding: the draft was acceptable after all */
         *accept = true;
         return draft;
     }
-    return slm_sample_from_probs(b->p, nv, slm_sampler_uniform(smp));
+    return slm_sample_from_probs(probs, nv, slm_sampler_uniform(smp));
+}
+
+void slm_spec_adapt_init(slm_spec_adapt *a, const slm_spec_params *sp) {
+    *a = (slm_spec_adapt){.draft_max = sp->draft_max, .gamma = sp->draft_max, .backoff = 1, .adaptive = sp->adaptive};
+}
+
+int slm_spec_adapt_len(const slm_spec_adapt *a) { return a->cool > 0 ? 0 : a->gamma; }
+
+void slm_spec_adapt_update(slm_spec_adapt *a, int cap, int n_drafted, int n_accepted) {
+    if (a->cool > 0) { /* this step was paused */
+        a->cool--;
+        return;
+    }
+    if (!a->adaptive || n_drafted == 0) return;
+    if (n_accepted == n_drafted && n_drafted == cap && a->gamma < a->draft_max) a->gamma++;
+    if (n_accepted > 0) {
+        a->backoff = 1;
+    } else if (a->gamma > 1) {
+        a->gamma--;
+    } else { /* even single drafts fail: pause drafting, longer each time (up to 16 steps) */
+        a->cool = a->backoff;
+        if (a->backoff < 16) a->backoff *= 2;
+    }
 }
 
 slm_status slm_spec_generate(slm_ctx *ctx, const slm_tokenizer *tok, slm_sampler *smp, slm_drafter *d,
@@ -318,18 +338,15 @@ slm_status slm_spec_generate(slm_ctx *ctx, const slm_tokenizer *tok, slm_sampler
     memcpy(b.seq, prompt, (size_t)n_prompt * sizeof *prompt);
     for (int i = 0; i < n_prompt; i++) slm_sampler_accept(smp, prompt[i]);
     int n = n_prompt; /* accepted tokens in seq; the context holds n - 1 */
-    int gamma = gmax, cool = 0, backoff = 1; /* cool: steps left without drafting */
+    slm_spec_adapt ad;
+    slm_spec_adapt_init(&ad, sp);
     bool stop = false;
     t0 = now_s();
     while (!stop && st->gen.n_generated < n_max) {
         /* draft: at most what is still wanted and what the context can take */
-        int g = gamma, want = n_max - st->gen.n_generated - 1, room = n_ctx - n;
+        int g = slm_spec_adapt_len(&ad), want = n_max - st->gen.n_generated - 1, room = n_ctx - n;
         if (g > want) g = want;
         if (g > room) g = room;
-        if (cool > 0) {
-            g = 0;
-            cool--;
-        }
         int nd = 0;
         double ta = now_s();
         if (g > 0 && (s = d->propose(d, b.seq, n, g, b.drafts, b.q, &nd))) break;
@@ -342,8 +359,8 @@ slm_status slm_spec_generate(slm_ctx *ctx, const slm_tokenizer *tok, slm_sampler
         int32_t t = -1;
         for (int i = 0; i <= nd; i++) {
             bool acc;
-            t = verify_one(smp, b.logits + (size_t)i * nv, b.seq, n + i, i < nd ? b.drafts[i] : -1,
-                           b.q && i < nd ? b.q + (size_t)i * nv : NULL, &b, &acc);
+            t = slm_spec_verify(smp, b.logits + (size_t)i * nv, b.seq, n + i, i < nd ? b.drafts[i] : -1,
+                                b.q && i < nd ? b.q + (size_t)i * nv : NULL, b.p, b.cand, &acc);
             if (!acc) break;
             k++;
         }
@@ -351,17 +368,7 @@ slm_status slm_spec_generate(slm_ctx *ctx, const slm_tokenizer *tok, slm_sampler
         st->n_drafted += nd;
         st->n_accepted += k;
         if (d->accepted) d->accepted(d, nd, k);
-        if (sp->adaptive && nd > 0) {
-            if (k == nd && nd == g && gamma < gmax) gamma++;
-            if (k > 0) {
-                backoff = 1;
-            } else if (gamma > 1) {
-                gamma--;
-            } else { /* even single drafts fail: pause drafting, longer each time (up to 16 steps) */
-                cool = backoff;
-                if (backoff < 16) backoff *= 2;
-            }
-        }
+        slm_spec_adapt_update(&ad, g, nd, k);
         /* drop the rejected drafts from the target; the new token t is not evaluated yet */
         slm_ctx_truncate(ctx, n + k);
         st->verify_s += now_s() - tb;

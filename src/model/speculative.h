@@ -76,6 +76,29 @@ typedef struct {
                        (doubling while drafts keep failing, back to 1 after an acceptance) */
 } slm_spec_params;
 
+/* The draft length control of one sequence under slm_spec_params. */
+typedef struct {
+    int draft_max, gamma; /* the current length cap, in [1, draft_max] */
+    int cool, backoff;    /* verification steps left without drafting; the next pause */
+    bool adaptive;
+} slm_spec_adapt;
+
+void slm_spec_adapt_init(slm_spec_adapt *a, const slm_spec_params *sp);
+/* Most tokens to draft at the next step (0 while drafting is paused). */
+int slm_spec_adapt_len(const slm_spec_adapt *a);
+/* After a verification step that drafted n_drafted of at most cap tokens and kept the first
+ * n_accepted of them. Call it once per step, also when nothing was drafted. */
+void slm_spec_adapt_update(slm_spec_adapt *a, int cap, int n_drafted, int n_accepted);
+
+/* The acceptance rule at one position of a verification step: row [n_vocab] is the target's
+ * logits there (modified), seq[0..pos) the text before the position (accepted tokens, then the
+ * drafts before pos: the penalty window), draft the drafted token at pos (-1 after the last
+ * draft) and q its distribution under the drafter (NULL: a point mass). probs and cand are
+ * scratch [n_vocab]. Returns the token to emit and sets *accept when it is the draft. smp
+ * supplies the settings and the RNG; its penalty history is not used or changed. */
+int32_t slm_spec_verify(slm_sampler *smp, float *row, const int32_t *seq, int pos, int32_t draft, const float *q,
+                        float *probs, slm_candidate *cand, bool *accept);
+
 typedef struct {
     slm_gen_stats gen;      /* prompt and generation counts and times, as slm_generate */
     int n_steps;            /* verification passes of the target */

@@ -8,6 +8,15 @@
  * known token; then it samples the next one. Requests with n > 1 prefill on sample 0 and fork
  * the prompt's blocks to the others when the prompt's last logits are known.
  *
+ * With prompt lookup, a run that reaches a sample's last known token also carries the tokens
+ * drafted for it, stored past the known ones in `tokens` (they become known only if
+ * accepted). The run's logits cover the last known token and every draft; after the pass the
+ * sample verifies and reports them, and its sequence is cut back to the accepted text minus
+ * its new last token (which the next step feeds, as for a plain decoding sample). A greedy
+ * sample's drafts may be trimmed to fit the batch; a sampling sample's drafts are all or
+ * nothing (its run then stops short of the end and takes no logits this step), so the random
+ * draws it makes never depend on the other requests.
+ *
  * Locking: `mu` guards the queue, the request list, the ids and the metrics; the engine
  * thread alone touches sequences, samplers and the KV cache, and calls callbacks without
  * holding `mu` (so they may call slm_sched_cancel). */
@@ -20,6 +29,7 @@
 #include <time.h>
 
 #include "model/forward.h"
+#include "model/speculative.h"
 
 enum { Q_WAIT = 0, Q_RUN = 1 };
 
@@ -35,6 +45,9 @@ typedef struct {
     int n_generated;
     bool active;      /* has a sequence of its own (sample 0 always; the others after the fork) */
     bool done;
+    slm_spec_adapt ad; /* draft length control (prompt lookup) */
+    int n_draft;       /* drafts in this step's run, at tokens[n_tokens ..] */
+    int draft_cap;     /* the most this step's run could have drafted */
 } sample;
 
 struct request {
@@ -65,13 +78,16 @@ struct slm_sched {
     slm_sched_params p;
     slm_ctx *ctx;
     int vocab;
-    float *logits;    /* [max_seqs][vocab] */
+    float *logits;    /* [max_seqs * (1 + drafts per sample)][vocab] */
     float *raw;       /* [vocab] logits before the sampler changes them */
     float *row;       /* [vocab] a sample's copy of shared logits */
     int32_t *top_ids; /* [SLM_SCHED_MAX_LOGPROBS] */
     float *top_lp;
     slm_run *runs;    /* [max_seqs] */
     sample **run_sample;
+    slm_drafter *lookup;  /* prompt lookup drafter, NULL: off */
+    float *probs;         /* [vocab] verification scratch */
+    slm_candidate *cand;  /* [vocab] */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -119,6 +135,18 @@ slm_status slm_sched_create(const slm_model *m, const slm_tokenizer *tok, const 
     if (p.max_queue == 0) p.max_queue = 256;
     if (p.max_seqs > 256) return slm_error(SLM_ERR_ARG, "scheduler: at most 256 sequences");
     if (p.max_batch_tokens < p.max_seqs) p.max_batch_tokens = p.max_seqs;
+    if (p.lookup_ngram < 0 || p.lookup_ngram > 64)
+        return slm_error(SLM_ERR_ARG, "scheduler: lookup n-gram size %d is not in [0, 64]", p.lookup_ngram);
+    if (p.draft_max < 0 || p.draft_max > SLM_SCHED_MAX_DRAFT)
+        return slm_error(SLM_ERR_ARG, "scheduler: draft length %d is not in [1, %d]", p.draft_max, SLM_SCHED_MAX_DRAFT);
+    if (p.draft_max == 0) p.draft_max = 4;
+    const int per_seq = p.lookup_ngram ? 1 + p.draft_max : 1; /* logit rows of one run */
+    /* every decoding sample and all its drafts fit in one step */
+    if (p.max_batch_tokens < p.max_seqs * per_seq) p.max_batch_tokens = p.max_seqs * per_seq;
+    if (p.max_batch_tokens > p.kv_tokens) p.max_batch_tokens = p.kv_tokens; /* a pass holds no more */
+    if (p.max_batch_tokens < p.max_seqs * per_seq)
+        return slm_error(SLM_ERR_ARG, "scheduler: a KV pool of %d tokens cannot hold %d sequences with %d drafts each",
+                         p.kv_tokens, p.max_seqs, per_seq - 1);
     if (p.kv_tokens < p.max_ctx)
         return slm_error(SLM_ERR_ARG, "scheduler: a KV pool of %d tokens cannot hold one sequence of %d", p.kv_tokens,
                          p.max_ctx);
@@ -139,14 +167,21 @@ slm_status slm_sched_create(const slm_model *m, const slm_tokenizer *tok, const 
         free(s);
         return st;
     }
-    s->logits = malloc((size_t)p.max_seqs * (size_t)s->vocab * sizeof(float));
+    if (p.lookup_ngram && (st = slm_drafter_lookup_create(p.lookup_ngram, &s->lookup))) {
+        slm_sched_free(s);
+        return st;
+    }
+    s->logits = malloc((size_t)p.max_seqs * (size_t)per_seq * (size_t)s->vocab * sizeof(float));
+    s->probs = malloc((size_t)s->vocab * sizeof(float));
+    s->cand = malloc((size_t)s->vocab * sizeof *s->cand);
     s->raw = malloc((size_t)s->vocab * sizeof(float));
     s->row = malloc((size_t)s->vocab * sizeof(float));
     s->top_ids = malloc(SLM_SCHED_MAX_LOGPROBS * sizeof(int32_t));
     s->top_lp = malloc(SLM_SCHED_MAX_LOGPROBS * sizeof(float));
     s->runs = malloc((size_t)p.max_seqs * sizeof *s->runs);
     s->run_sample = malloc((size_t)p.max_seqs * sizeof *s->run_sample);
-    if (!s->logits || !s->raw || !s->row || !s->top_ids || !s->top_lp || !s->runs || !s->run_sample) {
+    if (!s->logits || !s->raw || !s->row || !s->top_ids || !s->top_lp || !s->runs || !s->run_sample || !s->probs ||
+        !s->cand) {
         slm_sched_free(s);
         return slm_error(SLM_ERR_NOMEM, "scheduler: out of memory");
     }
@@ -233,6 +268,7 @@ slm_status slm_sched_submit(slm_sched *s, const slm_req_params *rp, slm_event_fn
             return st ? st : slm_error(SLM_ERR_NOMEM, "submit: out of memory");
         }
         memcpy(sm[i].tokens, prompt, (size_t)rp->n_prompt * sizeof *prompt);
+        slm_spec_adapt_init(&sm[i].ad, &(slm_spec_params){.draft_max = s->p.draft_max, .adaptive = true});
         sm[i].n_tokens = rp->n_prompt;
         for (int j = 0; j < rp->n_prompt; j++) slm_sampler_accept(sm[i].smp, prompt[j]);
     }
@@ -496,14 +532,13 @@ static float logprobs(slm_sched *s, const float *raw, int32_t tok, int n_top) {
     return raw[tok] - lz;
 }
 
-/* A sample's next token from its logits row: events, stop conditions. */
-static void take_token(slm_sched *s, sample *sm, float *row) {
+/* Report token tok of a sample whose raw logits at that position are in s->raw: the event,
+ * stop conditions. Returns whether the sample goes on. */
+static bool emit_token(slm_sched *s, sample *sm, int32_t tok) {
     request *r = sm->req;
-    memcpy(s->raw, row, (size_t)s->vocab * sizeof *row);
-    const int32_t tok = slm_sampler_sample(sm->smp, row);
     if (!r->p.ignore_eog && s->tok && slm_tokenizer_is_eog(s->tok, tok)) {
         finish_sample(s, sm, SLM_FINISH_STOP, NULL);
-        return;
+        return false;
     }
     const int n_top = r->p.logprobs > 0 ? r->p.logprobs : 0;
     slm_event ev = {.kind = SLM_EV_TOKEN, .id = r->id, .index = sm->index, .token = tok};
@@ -522,6 +557,68 @@ static void take_token(slm_sched *s, sample *sm, float *row) {
     if (!go_on) finish_sample(s, sm, SLM_FINISH_STOP, NULL);
     else if (sm->n_generated >= r->p.max_tokens || sm->n_tokens >= s->p.max_ctx)
         finish_sample(s, sm, SLM_FINISH_LENGTH, NULL);
+    return !sm->done;
+}
+
+/* A sample's next token from its logits row. */
+static void take_token(slm_sched *s, sample *sm, float *row) {
+    memcpy(s->raw, row, (size_t)s->vocab * sizeof *row);
+    emit_token(s, sm, slm_sampler_sample(sm->smp, row));
+}
+
+/* Whether a sample drafts when its run reaches its last known token (not at the fork of a
+ * request with n > 1: the other samples draw their first token from the same logits). */
+static bool drafts_here(const slm_sched *s, const sample *sm) {
+    const request *r = sm->req;
+    return s->lookup && !(sm->index == 0 && !r->forked && r->p.n > 1);
+}
+
+/* Propose the drafts of a run ending at sm's last known token, with `room` more tokens left
+ * in the batch: into tokens[n_tokens ..], sm->n_draft and sm->draft_cap set. Returns false when
+ * a sampling sample's drafts do not fit (all or nothing, see above). */
+static bool plan_drafts(slm_sched *s, sample *sm, int room) {
+    const request *r = sm->req;
+    int cap = slm_spec_adapt_len(&sm->ad);
+    const int want = r->p.max_tokens - sm->n_generated - 1, ctx_room = s->p.max_ctx - sm->n_tokens - 1;
+    if (cap > want) cap = want;
+    if (cap > ctx_room) cap = ctx_room;
+    if (cap < 0) cap = 0;
+    int nd = 0;
+    if (cap > 0 && s->lookup->propose(s->lookup, sm->tokens, sm->n_tokens, cap, sm->tokens + sm->n_tokens, NULL, &nd))
+        nd = 0; /* lookup cannot fail; no drafts if it did */
+    sm->draft_cap = cap;
+    sm->n_draft = nd;
+    if (nd <= room) return true;
+    if (r->p.sp.temperature > 0) return false;
+    sm->n_draft = room;
+    return true;
+}
+
+/* Verify a run's drafts against its logits lg [1 + n_draft][vocab] (the rule of
+ * model/speculative.h), report the accepted drafts and the model's own next token, and cut
+ * the rejected positions from the sequence. */
+static void verify_drafts(slm_sched *s, sample *sm, float *lg) {
+    const int n0 = sm->n_tokens, nd = sm->n_draft;
+    int k = 0;
+    for (int i = 0; i <= nd; i++) {
+        float *row = lg + (size_t)i * s->vocab;
+        memcpy(s->raw, row, (size_t)s->vocab * sizeof *row);
+        bool acc;
+        const int32_t t = slm_spec_verify(sm->smp, row, sm->tokens, n0 + i, i < nd ? sm->tokens[n0 + i] : -1, NULL,
+                                          s->probs, s->cand, &acc);
+        k += acc;
+        slm_sampler_accept(sm->smp, t);
+        if (!emit_token(s, sm, t) || !acc) break; /* a stop inside the accepted drafts ends here */
+    }
+    pthread_mutex_lock(&s->mu);
+    s->met.spec_drafted += (uint64_t)nd;
+    s->met.spec_accepted += (uint64_t)k;
+    s->met.spec_verify_steps += nd > 0;
+    pthread_mutex_unlock(&s->mu);
+    if (sm->done) return;
+    slm_spec_adapt_update(&sm->ad, sm->draft_cap, nd, k);
+    /* the sequence keeps every known token but the new last one */
+    slm_seq_truncate(s->ctx->kv, &sm->seq, sm->n_tokens - 1);
 }
 
 /* Fork sample 0's prompt to the other samples of r and let each sample its first token from
@@ -582,11 +679,17 @@ static bool step(slm_sched *s) {
                     if (!sm->active || sm->done || budget == 0 || n_runs == s->p.max_seqs) continue;
                     const int uncomputed = sm->n_tokens - sm->seq.n_tokens;
                     if (uncomputed <= 0 || (pass == 0) != (uncomputed == 1)) continue;
-                    const int n = uncomputed < budget ? uncomputed : budget;
+                    int n = uncomputed < budget ? uncomputed : budget;
+                    sm->n_draft = 0;
+                    if (n == uncomputed && drafts_here(s, sm) && !plan_drafts(s, sm, budget - n)) {
+                        sm->n_draft = 0;
+                        if (--n == 0) continue; /* drafts that do not fit: next step */
+                    }
                     /* logits only when the run reaches the sample's last known token */
-                    s->runs[n_runs] = (slm_run){&sm->seq, sm->tokens + sm->seq.n_tokens, n, n == uncomputed ? 1 : 0};
+                    const int nd = sm->n_draft, n_out = n == uncomputed ? 1 + nd : 0;
+                    s->runs[n_runs] = (slm_run){&sm->seq, sm->tokens + sm->seq.n_tokens, n + nd, n_out};
                     s->run_sample[n_runs++] = sm;
-                    budget -= n;
+                    budget -= n + nd;
                 }
         if (n_runs == 0) return s->running != NULL;
         slm_status st = slm_ctx_eval_runs(s->ctx, s->runs, n_runs, s->logits);
@@ -618,9 +721,12 @@ static bool step(slm_sched *s) {
             sample *sm = s->run_sample[i];
             request *r = sm->req;
             if (!s->runs[i].n_out) continue;
-            float *lg = s->logits + (size_t)row++ * s->vocab;
-            if (sm->index == 0 && !r->forked && sm->seq.n_tokens == r->p.n_prompt) cache_register(s, r, sm);
+            float *lg = s->logits + (size_t)row * s->vocab;
+            row += s->runs[i].n_out;
+            /* full prompt blocks only: drafts sit at positions >= n_tokens = n_prompt */
+            if (sm->index == 0 && !r->forked && sm->n_tokens == r->p.n_prompt) cache_register(s, r, sm);
             if (sm->index == 0 && !r->forked && r->p.n > 1) fork_samples(s, r, lg);
+            else if (s->lookup) verify_drafts(s, sm, lg);
             else take_token(s, sm, lg);
         }
         reap(s);
@@ -690,6 +796,9 @@ void slm_sched_free(slm_sched *s) {
     free(s->top_lp);
     free(s->runs);
     free(s->run_sample);
+    free(s->probs);
+    free(s->cand);
+    slm_drafter_free(s->lookup);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);

@@ -14,6 +14,16 @@
  * blocks shares them instead of recomputing them. A request with n > 1 samples evaluates its
  * prompt once and forks it n ways (the blocks are shared, copy-on-write).
  *
+ * Speculative decoding by prompt lookup (lookup_ngram > 0): whenever a sample's run reaches
+ * its last known token, up to draft_max tokens found by prompt lookup over the sample's own
+ * text ride along in the same run, with logits at every position. They are verified by the
+ * rule of model/speculative.h (greedy output is the plain greedy output); the accepted ones and
+ * one token of the model's own are reported in order, and the rejected positions are cut from
+ * the sample's KV blocks (blocks left empty go back to the pool; the prefix cache only ever
+ * holds full prompt blocks). The draft length adapts per sample. Whether and what a sample
+ * drafts depends only on its own text and acceptance history, never on the other requests, so
+ * seeded sampling stays reproducible under any load.
+ *
  * Thread safety: submit, cancel, metrics and stop may be called from any thread; events are
  * delivered on the engine thread (the callback must not block for long). */
 #ifndef SLM_SCHED_H
@@ -38,7 +48,12 @@ typedef struct {
     int n_threads;        /* engine threads (0: all CPUs) */
     bool no_batching;     /* one sequence at a time (the baseline of the load benchmark) */
     bool no_prefix_cache; /* do not share prompt blocks between requests */
+    int lookup_ngram;     /* prompt lookup drafting: longest n-gram matched (1..64); 0: off */
+    int draft_max;        /* most tokens drafted per sample and step (1..16; default 4); with
+                             lookup, max_batch_tokens is raised to max_seqs * (1 + draft_max) */
 } slm_sched_params;
+
+#define SLM_SCHED_MAX_DRAFT 16
 
 #define SLM_SCHED_MAX_N 16        /* parallel samples per request */
 #define SLM_SCHED_MAX_LOGPROBS 20 /* top alternatives reported per token */
@@ -112,6 +127,8 @@ typedef struct {
     int kv_blocks_used, kv_blocks_total;
     uint64_t requests_done, tokens_generated, prompt_tokens, prompt_tokens_cached;
     uint64_t preemptions, steps;
+    /* speculative decoding: tokens drafted, drafts accepted, verifications with drafts */
+    uint64_t spec_drafted, spec_accepted, spec_verify_steps;
     double tokens_per_s; /* generated tokens per second over the last few seconds */
     /* KV memory after the last step: positions held by running sequences, and the fraction of
      * memory wasted by the paged pool (1 - positions / (blocks held * block size), shared

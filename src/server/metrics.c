@@ -27,6 +27,14 @@ char *srv_metrics_text(srv_server *s) {
            (double)m.preemptions);
     metric(&b, "slimlm_requests_total", "counter", "Requests finished.", (double)m.requests_done);
     metric(&b, "slimlm_steps_total", "counter", "Engine steps (batched forward passes).", (double)m.steps);
+    metric(&b, "slimlm_spec_drafted_tokens_total", "counter", "Tokens drafted by prompt lookup.",
+           (double)m.spec_drafted);
+    metric(&b, "slimlm_spec_accepted_tokens_total", "counter", "Drafted tokens accepted by verification.",
+           (double)m.spec_accepted);
+    metric(&b, "slimlm_spec_verify_steps_total", "counter", "Sample verifications that had drafts.",
+           (double)m.spec_verify_steps);
+    metric(&b, "slimlm_spec_acceptance_ratio", "gauge", "Accepted / drafted tokens since the start (0 before any draft).",
+           m.spec_drafted ? (double)m.spec_accepted / (double)m.spec_drafted : 0.0);
     metric(&b, "slimlm_kv_tokens", "gauge", "Positions held in the KV cache by running sequences.", (double)m.kv_tokens);
     metric(&b, "slimlm_kv_waste_paged_ratio", "gauge",
            "Fraction of the blocks held that no position fills (paged cache; shared blocks counted once).",
