@@ -9,7 +9,10 @@
 # peak memory. Training reads wikitext-2 valid only.
 #
 # HEAL=all heals every sharing configuration and two depth-pruned students (12 and 18 layers,
-# the sizes of the 30 -> 10 and 30 -> 15 models) at the same budget.
+# the sizes of the 30 -> 10 and 30 -> 15 models) at the same budget, and two shared models
+# that start as those students: the layers the depth student keeps store their own matrices,
+# every dropped layer uses the nearest kept layer's matrices and starts as identity (zero norm
+# weights; `share --keep-layers LIST --identity`).
 #
 #   bench/share_table.sh OUTDIR [MODEL]   (TOKENS=32768 SEQ=256 BATCH=2 LR=3e-4 THREADS=2 CHUNKS=10
 #                                          EVAL_EVERY=16 EVAL_TOKENS=2048 HEAL=0|1|all)
@@ -59,6 +62,20 @@ if [ "$HEAL" = all ]; then
     for r in 0 16 64; do [ "$g-$r" = 10-16 ] || heal "g$g-r$r-healed" --student "$OUT/g$g-r$r.gguf"; done
   done
   heal depth18-healed --drop-block 12
+  for drop in 18 12; do
+    # the block the depth student drops, from distill's own choice
+    blk=$("$BIN" distill --teacher "$MODEL" --drop-block "$drop" --tokens 0 -o "$OUT/.blk.gguf" -t "$THREADS" 2>&1 |
+      sed -n 's/.*dropping layers \([0-9]*\)-\([0-9]*\).*/\1 \2/p' | head -1)
+    rm -f "$OUT/.blk.gguf"
+    set -- $blk
+    nl=$("$BIN" info "$MODEL" | sed -n 's/.*block_count (uint32) = \([0-9]*\).*/\1/p' | head -1)
+    keep=$(python3 -c 'import sys; a, b, n = map(int, sys.argv[1:]); print(",".join(str(l) for l in range(n) if l < a or l > b))' "$1" "$2" "$nl")
+    name=keep$((nl - drop))-identity
+    [ -s "$OUT/$name.gguf" ] || "$BIN" share -m "$MODEL" -o "$OUT/$name.gguf" --keep-layers "$keep" --identity >"$OUT/$name.log" 2>&1
+    [ -s "$OUT/$name-q4_1.gguf" ] || "$BIN" quantize -m "$OUT/$name.gguf" -o "$OUT/$name-q4_1.gguf" --type q4_1 --keep embd -q >/dev/null
+    args+=(-m "$OUT/$name-q4_1.gguf")
+    heal "$name-healed" --student "$OUT/$name.gguf"
+  done
 fi
 "$BIN" eval "${args[@]}" --base "$MODEL" -f "$TEXT" --ctx 512 --chunks "$CHUNKS" --pp 512 --tg 128 -t "$THREADS" \
   --json "$OUT/eval.json"

@@ -20,6 +20,9 @@ For tiny random models (tests/reference/make_tiny_model.py) converted by `slimlm
      keys, a delta_a without its delta_b.
   e) cross-layer KV sharing (--kv-share): a reference forward in which layer l attends to
      the keys and values of layer kv_map[l]; only the layers computing keys store wk / wv.
+  f) --keep-layers LIST --identity: the other layers use the nearest kept layer's matrices and
+     start with zero norm weights, so the shared model's logits equal those of the model of
+     the kept layers alone (`distill --keep-layers LIST --tokens 0`) within 1e-5 of the range.
 """
 
 import os
@@ -228,9 +231,39 @@ def main():
         open(p, "wb").write(d)
         r = run(["logits", "-m", p, "--ids", "1,2", "--out", os.path.join(tmp, "x.bin")])
         check(r.returncode != 0 and "delta" in r.stderr, "lone delta_a refused: exit %d %r" % (r.returncode, r.stderr))
+        # (f) kept layers with identity init: the shared model computes exactly what the model of
+        # the kept layers alone computes (the depth-pruned student `distill --keep-layers` writes)
+        for arch, layers, keep, extra in (("llama", 5, "0,3-4", []), ("qwen2", 4, "1,2", ["--rank", "4"])):
+            src5 = os.path.join(tmp, "k%s.gguf" % arch)
+            make_tiny_model.make(src5, arch=arch, wtype="f32", seed=77, layers=layers)
+            sh = os.path.join(tmp, "k%s-s.gguf" % arch)
+            r = run(["share", "-m", src5, "-o", sh, "-q", "--keep-layers", keep, "--identity", "--type", "f32",
+                     "--delta-type", "f32"] + extra)
+            check(r.returncode == 0, "share --keep-layers %s --identity: %s" % (keep, r.stderr.strip()))
+            dp = os.path.join(tmp, "k%s-d.gguf" % arch)
+            r = run(["distill", "--teacher", src5, "--keep-layers", keep, "--tokens", "0", "--type", "f32", "-o", dp,
+                     "-t", "1"])
+            check(r.returncode == 0, "distill --keep-layers %s --tokens 0: %s" % (keep, r.stderr.strip()))
+            if not (os.path.exists(sh) and os.path.exists(dp)):
+                continue
+            ids = [int(x) for x in rs.integers(0, 300, 16)]
+            a, b = engine_logits(sh, ids, tmp), engine_logits(dp, ids, tmp)
+            e = worst_rel(a, b)
+            print("kept layers %s of %d (%s), identity init: vs the pruned model %.2e" % (keep, layers, arch, e))
+            check(e < 1e-5, "kept layers %s identity: differs from the pruned model by %.3g" % (keep, e))
+            ref_model, lmap = materialized(sh)
+            kept = [int(x) for x in ref_model.meta["slimlm.share.layer_map"]]
+            want = []
+            ks = sorted({int(v) for v in kept})
+            for l in range(layers):
+                want.append(min(ks, key=lambda k: (abs(k - l), k)))
+            check(kept == want, "layer map %s, expected nearest kept %s" % (kept, want))
+            e2 = worst_rel(a, llama_ref.logits(ref_model, ids))
+            check(e2 < REL_TOL, "kept layers %s: engine vs materialized reference %.3g" % (keep, e2))
         # bad flags
         for args in (["--groups", "2", "--loop", "2"], [], ["--groups", "99"], ["--rank", "-1", "--groups", "1"],
-                     ["--groups", "1", "--init", "median"]):
+                     ["--groups", "1", "--init", "median"], ["--keep-layers", "0-2"], ["--keep-layers", "2,1"],
+                     ["--keep-layers", "x"], ["--keep-layers", "0", "--groups", "1"], ["--keep-layers", "7"]):
             o = os.path.join(tmp, "never.gguf")
             r = run(["share", "-m", src, "-o", o] + args)
             check(r.returncode != 0 and not os.path.exists(o) and len(r.stderr.strip().splitlines()) == 1,

@@ -14,11 +14,23 @@
 
 slm_status slm_share_layer_map(const slm_share_opts *o, int n, int *map, int *kv) {
     if (n < 1) return slm_error(SLM_ERR_ARG, "share: no layers");
-    if (o->groups > 0 && o->loop > 0) return slm_error(SLM_ERR_ARG, "share: give one of groups / loop");
+    if ((o->groups > 0) + (o->loop > 0) + (o->n_keep > 0) > 1)
+        return slm_error(SLM_ERR_ARG, "share: give one of groups / loop / keep-layers");
     if (o->kv_share < 0 || o->kv_share > n)
         return slm_error(SLM_ERR_ARG, "share: KV groups of %d layers (the model has %d)", o->kv_share, n);
     for (int l = 0; l < n; l++) kv[l] = o->kv_share > 1 ? l - l % o->kv_share : l;
-    if (o->groups <= 0 && o->loop <= 0) {
+    if (o->n_keep > 0) {
+        for (int i = 0; i < o->n_keep; i++)
+            if (o->keep[i] < 0 || o->keep[i] >= n || (i && o->keep[i] <= o->keep[i - 1]))
+                return slm_error(SLM_ERR_ARG, "share: kept layers must be ascending layers of 0..%d", n - 1);
+        if (o->n_keep == n) return slm_error(SLM_ERR_ARG, "share: every layer is kept: nothing to share");
+        for (int l = 0; l < n; l++) {
+            int best = o->keep[0];
+            for (int i = 1; i < o->n_keep; i++)
+                if (abs(o->keep[i] - l) < abs(best - l)) best = o->keep[i];
+            map[l] = best;
+        }
+    } else if (o->groups <= 0 && o->loop <= 0) {
         if (o->kv_share <= 1) return slm_error(SLM_ERR_ARG, "share: nothing to share (groups, loop or KV sharing)");
         for (int l = 0; l < n; l++) map[l] = l;
     } else if (o->groups > 0) {
@@ -120,6 +132,23 @@ static bool layer_matrix(const char *name, int *layer) {
 }
 
 /* Is name blk.L.attn_k.bias or blk.L.attn_v.bias? */
+/* What an identity-initialized layer changes: blk.N.attn_norm.weight and blk.N.attn_v.bias are
+ * zeroed (the attention sees a zero input and its values are zero even where q / k / v have
+ * biases, so it adds nothing), blk.N.ffn_norm.weight is scaled by IDENTITY_FFN_SCALE. */
+#define IDENTITY_FFN_SCALE 1e-3f
+
+static bool identity_zero(const char *name, int *layer) {
+    static const char *const suffix[] = {"attn_norm.weight", "ffn_norm.weight", "attn_v.bias"};
+    int l, len = 0;
+    if (sscanf(name, "blk.%d.%n", &l, &len) != 1 || len == 0) return false;
+    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++)
+        if (!strcmp(name + len, suffix[i])) {
+            *layer = l;
+            return true;
+        }
+    return false;
+}
+
 static bool kv_bias(const char *name, int *layer) {
     int pos = 0;
     if (sscanf(name, "blk.%d.%n", layer, &pos) != 1 || pos == 0) return false;
@@ -152,6 +181,10 @@ slm_status slm_share_convert(const slm_gguf *g, const slm_share_opts *o, const c
     out_list out = {0};
     slm_gguf_writer *w = NULL;
     float *ba = NULL, *bm = NULL, *am = NULL, *shared = NULL;
+    void *zeros = NULL;
+    size_t zeros_len = 0;
+    float **owned = NULL; /* scaled FFN norms */
+    int n_owned = 0;
     if (!map || !kv || !err2 || !ref2 || !rank_used || !mem || !members || !map32 || !kv32) {
         s = slm_error(SLM_ERR_NOMEM, "share: out of memory");
         goto done;
@@ -187,7 +220,10 @@ slm_status slm_share_convert(const slm_gguf *g, const slm_share_opts *o, const c
                 s = slm_error(SLM_ERR_NOMEM, "share: out of memory");
                 goto done;
             }
-            if (o->init_best) {
+            if (o->init_source) {
+                for (int i = 0; i < n_mem; i++)
+                    if (members[i] == src) memcpy(shared, mem[i], len * sizeof *shared);
+            } else if (o->init_best) {
                 int best = 0;
                 double best_d = INFINITY;
                 for (int c = 0; c < n_mem; c++) {
@@ -293,7 +329,9 @@ slm_status slm_share_convert(const slm_gguf *g, const slm_share_opts *o, const c
     for (int l = 0; l < n; l++) kv32[l] = kv[l];
     if (o->kv_share > 1 && (s = slm_gguf_writer_set(w, "slimlm.share.kv_map", &kvv))) goto done;
     if ((s = slm_gguf_writer_set_u32(w, "slimlm.share.rank", (uint32_t)o->rank))) goto done;
-    if ((s = slm_gguf_writer_set_str(w, "slimlm.share.init", o->init_best ? "best" : "mean"))) goto done;
+    const char *init = o->init_source ? "source" : o->init_best ? "best" : "mean";
+    if ((s = slm_gguf_writer_set_str(w, "slimlm.share.init", init))) goto done;
+    if (o->identity && (s = slm_gguf_writer_set_u32(w, "slimlm.share.identity", 1))) goto done;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const slm_gguf_tensor *t = &g->tensors[i];
         char name[128];
@@ -317,6 +355,43 @@ slm_status slm_share_convert(const slm_gguf *g, const slm_share_opts *o, const c
             continue;
         }
         if (kv_bias(name, &l) && l >= 0 && l < n && kv[l] != l) continue; /* a KV reader's k / v bias */
+        if (o->identity && identity_zero(name, &l) && l >= 0 && l < n && map[l] != l) {
+            /* all-zero bytes are 0.0 in every float type; one buffer (the writer keeps the
+             * pointer until it writes) sized for the largest norm */
+            if (!zeros) {
+                for (uint64_t k = 0; k < g->n_tensors; k++) {
+                    char nk[128];
+                    int lk;
+                    snprintf(nk, sizeof nk, "%.*s", (int)g->tensors[k].name.len, g->tensors[k].name.ptr);
+                    if (identity_zero(nk, &lk) && g->tensors[k].nbytes > zeros_len) zeros_len = g->tensors[k].nbytes;
+                }
+                if (!(zeros = calloc(1, zeros_len ? zeros_len : 1))) {
+                    s = slm_error(SLM_ERR_NOMEM, "share: out of memory");
+                    goto done;
+                }
+            }
+            if (strstr(name, ".ffn_norm.")) {
+                /* the FFN norm scaled down, not zeroed: at zero both factors of the FFN vanish and
+                 * so does every gradient that could revive it; 1e-3 leaves ~1e-6 of its output */
+                const slm_dtype_traits *tr = slm_dtype_get(t->type);
+                float *v = t->n_dims == 1 && tr && tr->to_float ? malloc((size_t)t->ne[0] * sizeof *v) : NULL;
+                float **ov = v ? realloc(owned, (size_t)(n_owned + 1) * sizeof *ov) : NULL;
+                if (!ov) {
+                    free(v);
+                    s = slm_error(SLM_ERR_NOMEM, "share: cannot scale '%s'", name);
+                    goto done;
+                }
+                owned = ov;
+                owned[n_owned++] = v;
+                tr->to_float(t->data, v, t->ne[0]);
+                for (int64_t e = 0; e < t->ne[0]; e++) v[e] *= IDENTITY_FFN_SCALE;
+                if ((s = slm_gguf_writer_add_tensor(w, name, 1, t->ne, SLM_DT_F32, v, (size_t)t->ne[0] * sizeof *v)))
+                    goto done;
+                continue;
+            }
+            if ((s = slm_gguf_writer_add_tensor(w, name, t->n_dims, t->ne, t->type, zeros, t->nbytes))) goto done;
+            continue;
+        }
         if ((s = slm_gguf_writer_add_tensor(w, name, t->n_dims, t->ne, t->type, t->data, t->nbytes))) goto done;
     }
     for (int k = 0; k < out.n; k++) {
@@ -334,8 +409,8 @@ slm_status slm_share_convert(const slm_gguf *g, const slm_share_opts *o, const c
             te += err2[l];
             tr += ref2[l];
         }
-        fprintf(report, "total: %d layers -> %d unique, rank %d, init %s, relative error %.5f\n", n, n_unique, o->rank,
-                o->init_best ? "best" : "mean", tr > 0 ? sqrt(te / tr) : 0.0);
+        fprintf(report, "total: %d layers -> %d unique, rank %d, init %s%s, relative error %.5f\n", n, n_unique,
+                o->rank, init, o->identity ? " (shared layers start as identity)" : "", tr > 0 ? sqrt(te / tr) : 0.0);
     }
 done:
     slm_gguf_writer_free(w);
@@ -345,6 +420,8 @@ done:
         for (int i = 0; i < n; i++) free(mem[i]);
     free(mem);
     free(map), free(err2), free(ref2), free(rank_used), free(members), free(map32), free(kv), free(kv32);
-    free(ba), free(bm), free(am), free(shared);
+    free(ba), free(bm), free(am), free(shared), free(zeros);
+    for (int i = 0; i < n_owned; i++) free(owned[i]);
+    free(owned);
     return s;
 }
