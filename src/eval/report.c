@@ -17,8 +17,12 @@ slm_status slm_report_size(const slm_model *m, const char *path, slm_report_row 
         const slm_gguf_tensor *t = &m->gguf->tensors[i];
         uint64_t n = 1;
         for (uint32_t d = 0; d < t->n_dims; d++) n *= (uint64_t)t->ne[d];
-        r->n_params += n;
         r->n_bytes += t->nbytes;
+        if (slm_model_is_companion(t->name.ptr, t->name.len)) { /* bytes of a matrix, no weights */
+            r->mat_bytes += t->nbytes;
+            continue;
+        }
+        r->n_params += n;
         if (t->n_dims == 2) {
             r->mat_params += n;
             r->mat_bytes += t->nbytes;

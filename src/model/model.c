@@ -314,13 +314,22 @@ void slm_model_free(slm_model *m) {
     free(m);
 }
 
+bool slm_model_is_companion(const char *name, size_t len) {
+    static const char *const suffix[] = {".codebook", ".outlier_rows", ".outlier_cols", ".outlier_vals"};
+    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+        const size_t k = strlen(suffix[i]);
+        if (len > k && !memcmp(name + len - k, suffix[i], k)) return true;
+    }
+    return false;
+}
+
 void slm_model_size(const slm_model *m, uint64_t *n_params, uint64_t *n_bytes) {
     uint64_t p = 0, b = 0;
     for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
         const slm_gguf_tensor *t = &m->gguf->tensors[i];
         uint64_t n = 1;
         for (uint32_t d = 0; d < t->n_dims; d++) n *= (uint64_t)t->ne[d];
-        p += n;
+        if (!slm_model_is_companion(t->name.ptr, t->name.len)) p += n;
         b += t->nbytes;
     }
     *n_params = p;

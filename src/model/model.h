@@ -5,6 +5,8 @@
 #ifndef SLM_MODEL_H
 #define SLM_MODEL_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../core/gguf.h"
@@ -70,7 +72,12 @@ slm_status slm_model_load(const char *path, slm_model **out);
 slm_status slm_model_from_gguf(slm_gguf *g, slm_model **out);
 void slm_model_free(slm_model *m); /* NULL is a no-op */
 
-/* Count of weights and bytes over all tensors of the file (for bits per weight). */
+/* True for the companion tensors of a matrix (its per-tensor codebook, its outlier table):
+ * bytes of that matrix, not weights of their own. */
+bool slm_model_is_companion(const char *name, size_t len);
+
+/* Count of weights and bytes over all tensors of the file (for bits per weight); companion
+ * tensors add bytes but no weights. */
 void slm_model_size(const slm_model *m, uint64_t *n_params, uint64_t *n_bytes);
 
 #endif
