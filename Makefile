@@ -1,5 +1,6 @@
 # slimlm build. `make` builds the library and the CLI; `make test` runs the test suite;
-# `make asan` the fast tests under ASan+UBSan; `make fuzz` the GGUF parser fuzzer (clang).
+# `make asan` the fast tests under ASan+UBSan; `make fuzz` the GGUF parser and model loader
+# fuzzers (clang).
 CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2
@@ -71,16 +72,32 @@ asan:
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" all
 	BUILD=build-asan tests/run.sh --fast --asan
 
-# libFuzzer target for the GGUF parser (needs clang). FUZZ_SECONDS bounds the run.
+# libFuzzer targets (need clang): the GGUF parser, then the model loader; FUZZ_SECONDS bounds
+# each run.
 FUZZ_SECONDS ?= 60
-fuzz: $(BUILD)/fuzz_gguf
-	@mkdir -p $(BUILD)/fuzz-corpus
+fuzz: $(BUILD)/fuzz_gguf $(BUILD)/fuzz_model
+	@mkdir -p $(BUILD)/fuzz-corpus $(BUILD)/fuzz-model-corpus
 	$(BUILD)/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -malloc_limit_mb=1 \
 	  $(BUILD)/fuzz-corpus tests/data/gguf-corpus
+	$(BUILD)/fuzz_model -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -malloc_limit_mb=64 \
+	  $(BUILD)/fuzz-model-corpus tests/data/model-corpus
 
 $(BUILD)/fuzz_gguf: tests/fuzz/fuzz_gguf.c src/core/gguf.c src/core/dtype.c src/core/gq.c src/core/quant_k.c src/core/sparse.c src/core/codebook.c src/core/cbt.c src/core/vsort.c src/core/status.c
 	@mkdir -p $(dir $@)
 	clang -std=c11 -g -O1 -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ $^ -lm
+
+# The model loader's fuzzer links the whole library built by clang with coverage and sanitizers
+# in its own directory (FUZZ_BUILD), through the pattern rules above (ISA flags included).
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+.PHONY: fuzz-lib
+fuzz-lib:
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang OPT=-O1 SAN="$(FUZZ_SAN)" $(FUZZ_BUILD)/libslimlm.a
+
+$(BUILD)/fuzz_model: tests/fuzz/fuzz_model.c fuzz-lib
+	@mkdir -p $(dir $@)
+	clang -std=c11 -g -O1 -Wall -Wextra -D_GNU_SOURCE -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=undefined -fno-omit-frame-pointer -o $@ $< $(FUZZ_BUILD)/libslimlm.a $(LDLIBS)
 
 # Attention kernels (naive vs tiled) and paged-KV waste: prints a table, --json FILE for JSON.
 .PHONY: bench-attn

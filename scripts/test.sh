@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test suite from a fresh clone: install dependencies (toolchain, clang, numpy, gguf),
 # fetch the model fixture, build, run all tests, then the fast tests and the end-to-end
-# generation under ASan+UBSan, and the GGUF parser fuzzer for FUZZ_SECONDS (default 60).
+# generation under ASan+UBSan, and the fuzzers of the GGUF parser and of the model loader for
+# FUZZ_SECONDS each (default 60).
 # The last line sums every stage: "all: N passed, M failed".
 # Usage: scripts/test.sh [--quick]   (--quick: skip the sanitizer and fuzz stages)
 set -uo pipefail
@@ -31,13 +32,13 @@ if [ $quick = 0 ]; then
   echo "== tests under ASan+UBSan"
   make -s -j"$jobs" asan 2>&1 | tee build/stage-asan.log
   tally build/stage-asan.log
-  echo "== fuzzing the GGUF parser for ${FUZZ_SECONDS:-60}s"
-  if make -s fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}" >build/fuzz.log 2>&1; then
-    grep -E '^Done [0-9]+ runs' build/fuzz.log | tail -n 1
+  echo "== fuzzing the GGUF parser and the model loader for ${FUZZ_SECONDS:-60}s each"
+  if make -s -j"$jobs" fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}" >build/fuzz.log 2>&1; then
+    grep -E '^Done [0-9]+ runs' build/fuzz.log | sed 's/^/  /'
     passed=$((passed + 1))
   else
     tail -n 30 build/fuzz.log
-    echo "FAIL fuzz_gguf -- log: build/fuzz.log"
+    echo "FAIL fuzz_gguf / fuzz_model -- log: build/fuzz.log"
     failed=$((failed + 1))
   fi
 fi

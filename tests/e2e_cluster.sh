@@ -70,7 +70,25 @@ check "info: a codebook tensor per clustered matrix" test "$(grep -cE ' blk\.0\.
 check "info: outlier tables" test "$(grep -cE ' blk\.0\.[a-z_]+\.outlier_(rows|cols|vals) ' "$TMP/tinfo")" -eq 21
 "$BIN" run -m "$TMP/t64.gguf" -p "The capital of France is" -n 8 --temp 0 -t 1 >"$TMP/gen64" 2>"$TMP/generr"
 check "cbt64 + outliers generates ($(head -c 200 "$TMP/generr"))" test "$(wc -c <"$TMP/gen64")" -gt 26
-rm -f "$TMP/t64.gguf"
+# Other commands read such a file as the engine computes it (table and outliers applied) and
+# write the new matrices without the companions; structured pruning refuses it.
+"$BIN" quantize -m "$TMP/t64.gguf" -o "$TMP/t64-q8.gguf" --type q8_0 -t 2 -q >"$TMP/tq.txt" 2>&1
+check "quantize a cbt64 + outliers file exits 0 ($(tail -c 200 "$TMP/tq.txt"))" test $? -eq 0
+"$BIN" info "$TMP/t64-q8.gguf" >"$TMP/tqinfo" 2>&1
+check "quantized: no companions left" bash -c '! grep -qE "\.(codebook|outlier_(rows|cols|vals)) " "$1"' _ "$TMP/tqinfo"
+ppl128() { "$BIN" perplexity -m "$1" -f "$TEXT" --ctx 128 --chunks 2 -t 2 2>/dev/null | grep -oE '[Pp]erplexity[^0-9]*[0-9.]+' | grep -oE '[0-9.]+$' | tail -1; }
+PT=$(ppl128 "$TMP/t64.gguf")
+PQ=$(ppl128 "$TMP/t64-q8.gguf")
+check "q8_0 of the clustered file keeps its perplexity within 2% ($PQ vs $PT)" \
+  awk -v a="$PT" -v b="$PQ" 'BEGIN { exit !(a > 0 && b / a < 1.02 && b / a > 0.98) }'
+"$BIN" share -m "$TMP/t64.gguf" -o "$TMP/t64-s.gguf" --groups 15 -q >"$TMP/ts.txt" 2>&1
+check "share a clustered file exits 0 ($(tail -c 200 "$TMP/ts.txt"))" test $? -eq 0
+"$BIN" run -m "$TMP/t64-s.gguf" -p "Hello" -n 2 --temp 0 -t 1 >/dev/null 2>"$TMP/tserr"
+check "shared from clustered loads ($(head -c 200 "$TMP/tserr"))" test $? -eq 0
+"$BIN" prune -m "$TMP/t64.gguf" -o "$TMP/t64-p.gguf" --sparsity 0.3 --method magnitude -t 2 -q >"$TMP/tp.txt" 2>&1
+check "unstructured prune of a clustered file exits 0 ($(tail -c 200 "$TMP/tp.txt"))" test $? -eq 0
+expect_error "structured prune of a clustered file" "$BIN" prune -m "$TMP/t64.gguf" -o "$TMP/t64-ps.gguf" --ffn-keep 0.75
+rm -f "$TMP"/t64*.gguf
 
 # Errors: one line, non-zero exit, no output file.
 E="$TMP/err.gguf"

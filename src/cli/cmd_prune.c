@@ -369,6 +369,7 @@ static int run_structured(prune_args *a, cli_engine *e) {
     slm_ps_plan plan = {0};
     slm_status s;
     const double t0 = now_s();
+    if ((s = slm_ps_check_model(e->model))) return cli_fail_status(cmd, s);
     const bool need_scores = a->ps.ffn_keep < 1 || a->ps.heads_keep < 1 || a->ps.kv_keep < 1;
     const bool need_bi = a->ps.drop_layers > 0 && a->ps.n_drop_list == 0;
     if (need_scores) {

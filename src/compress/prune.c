@@ -8,6 +8,7 @@
 
 #include "core/dtype.h"
 #include "model/forward.h"
+#include "model/model.h"
 
 /* ---- one matrix ----------------------------------------------------------------------- */
 
@@ -138,19 +139,17 @@ typedef struct {
     const float *mean_sq;  /* E[x^2] per column, or NULL */
     const slm_prune_opts *o;
     slm_status st;
+    slm_mat mat; /* src bound with its companions */
     double w2[64], w2r[64], s2[64], s2r[64];
     int64_t kept[64], maxk[64], mink[64];
 } tensor_job;
 
+/* the rows as the engine computes with them (dtype, codebook table, outliers) */
 static void dequant_rows(void *arg, int ith, int nth) {
     tensor_job *j = arg;
-    const slm_dtype_traits *tr = slm_dtype_get(j->src->type);
-    size_t rb;
-    slm_row_bytes(j->src->type, j->t->cols, &rb);
     long lo, hi;
     slm_pool_split((long)j->t->rows, ith, nth, 1, &lo, &hi);
-    for (long r = lo; r < hi; r++)
-        tr->to_float((const uint8_t *)j->src->data + (size_t)r * rb, j->w + (size_t)r * j->t->cols, j->t->cols);
+    for (long r = lo; r < hi; r++) slm_mat_row(&j->mat, r, j->w + (size_t)r * j->t->cols);
 }
 
 static void stats_rows(void *arg, int ith, int nth) {
@@ -259,10 +258,10 @@ slm_status slm_prune_plan_create(const slm_gguf *g, const slm_calib *cal, const 
         t->cols = src->ne[0];
         t->rows = src->ne[1];
         t->sparsity = o->nm_m ? 1.0 - (double)o->nm_n / o->nm_m : rule_sparsity(t->name, o, rules, n_rules);
-        const slm_dtype_traits *tr = slm_dtype_get(src->type);
-        if (!tr || !tr->to_float) {
-            st = slm_error(SLM_ERR_UNSUPPORTED, "prune: tensor '%s' (%s) cannot be dequantized", t->name,
-                           slm_dtype_name(src->type));
+        slm_mat mat;
+        if ((st = slm_model_bind_matrix(g, name, &mat))) {
+            st = slm_error(SLM_ERR_UNSUPPORTED, "prune: tensor '%s' (%s) cannot be dequantized: %s", t->name,
+                           slm_dtype_name(src->type), slm_last_error());
             break;
         }
         const float *mean_sq = NULL;
@@ -291,7 +290,7 @@ slm_status slm_prune_plan_create(const slm_gguf *g, const slm_calib *cal, const 
             for (int64_t c = 0; c < t->cols; c++) scale[c] = sqrtf(mean_sq[c] > 0 ? mean_sq[c] : 0);
         slm_prune_opts to = *o;
         to.sparsity = t->sparsity;
-        tensor_job j = {.src = src, .t = t, .w = w, .scale = wanda ? scale : NULL, .mean_sq = mean_sq, .o = &to};
+        tensor_job j = {.src = src, .mat = mat, .t = t, .w = w, .scale = wanda ? scale : NULL, .mean_sq = mean_sq, .o = &to};
         slm_pool_run(pool, dequant_rows, &j);
         if (o->nm_m || o->per_row) {
             memset(t->keep, 0xff, (n + 63) / 64 * sizeof *t->keep);

@@ -524,10 +524,23 @@ static uint64_t n_elems(const int64_t *ne, uint32_t n_dims) {
     return n;
 }
 
+slm_status slm_ps_check_model(const slm_model *m) {
+    const slm_gguf *g = m->gguf;
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        if (slm_model_is_companion(g->tensors[i].name.ptr, g->tensors[i].name.len))
+            return slm_error(SLM_ERR_UNSUPPORTED,
+                             "prune: structured pruning of a model with codebook or outlier tables (%.*s) is not "
+                             "supported; prune the model before clustering it",
+                             (int)g->tensors[i].name.len, g->tensors[i].name.ptr);
+    return SLM_OK;
+}
+
 slm_status slm_ps_write(const slm_model *m, const slm_ps_plan *pl, const slm_ps_params *p, const char *path,
                         slm_ps_totals *tot) {
     const slm_config *c = &m->cfg;
     const slm_gguf *g = m->gguf;
+    slm_status cs = slm_ps_check_model(m);
+    if (cs) return cs;
     if (pl->n_layers != c->n_layers || pl->ffn_dim != c->ffn_dim || pl->n_heads != c->n_heads ||
         pl->n_kv_heads != c->n_kv_heads || pl->head_dim != c->head_dim)
         return slm_error(SLM_ERR_ARG, "prune: the plan was made for another model shape");

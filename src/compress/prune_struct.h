@@ -93,6 +93,10 @@ typedef struct {
     int f32_matrices; /* wo / w_down matrices written f32 (block-quantized input sliced or zeroed) */
 } slm_ps_totals;
 
+/* SLM_ERR_UNSUPPORTED if m cannot be pruned structurally (its matrices carry codebook or outlier
+ * tables, which the column surgery does not rewrite); checked before any work is done. */
+slm_status slm_ps_check_model(const slm_model *m);
+
 /* Write m's file pruned (or zeroed, p->zero_only) by the plan to path, atomically. tot may be
  * NULL. */
 slm_status slm_ps_write(const slm_model *m, const slm_ps_plan *pl, const slm_ps_params *p, const char *path,

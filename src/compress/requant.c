@@ -13,6 +13,7 @@
 #include "core/dtype.h"
 #include "core/gq.h"
 #include "core/sha256.h"
+#include "model/model.h"
 
 uint32_t slm_rq_file_type(uint32_t dtype) {
     switch (dtype) {
@@ -43,6 +44,19 @@ int slm_rq_gq_layout(uint32_t t) {
     }
 }
 
+/* Whether matrix `name` ("<base>.weight") has a codebook table or outlier tensors. */
+static bool has_companions(const slm_gguf *g, const char *name) {
+    static const char *const suffix[] = {"codebook", "outlier_rows", "outlier_cols", "outlier_vals"};
+    const size_t n = strlen(name), w = strlen(".weight");
+    if (n <= w || strcmp(name + n - w, ".weight")) return false;
+    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+        char b[192];
+        snprintf(b, sizeof b, "%.*s.%s", (int)(n - w), name, suffix[i]);
+        if (slm_gguf_find_tensor(g, b)) return true;
+    }
+    return false;
+}
+
 bool slm_rq_is_weight_matrix(const slm_gguf_tensor *t, const char *name) {
     if (t->n_dims != 2) return false;
     if (!strcmp(name, "token_embd.weight") || !strcmp(name, "output.weight")) return true;
@@ -58,9 +72,9 @@ static bool affected(const slm_rq_opts *o, const char *name) {
 }
 
 /* Whether a tensor of type in with rows of cols elements can be rewritten as out; if not, *note says why. */
-static bool convertible(uint32_t in, uint32_t out, int64_t cols, bool hook_types, const char **note) {
+static bool convertible(uint32_t in, uint32_t out, int64_t cols, bool hook_types, bool in_mat, const char **note) {
     const slm_dtype_traits *ti = slm_dtype_get(in), *to = slm_dtype_get(out);
-    if (!ti || !ti->to_float) {
+    if (!ti || (!ti->to_float && !in_mat)) {
         *note = "input dtype cannot be dequantized; kept";
         return false;
     }
@@ -94,12 +108,20 @@ slm_status slm_rq_plan(const slm_gguf *g, const int *want, const slm_rq_opts *o,
         p->src = t->data;
         p->in_bytes = p->out_bytes = t->nbytes;
         p->gq = -1;
+        if (t->n_dims == 2 && has_companions(g, p->name)) {
+            slm_status s = slm_model_bind_matrix(g, p->name, &p->in_mat);
+            if (s) {
+                free(ts);
+                return s;
+            }
+            p->has_in_mat = true;
+        }
         const bool fold = affected(o, p->name);
         int target = want[i];
         if (target < 0 && !fold) continue;
         if (target < 0) target = (int)t->type;
         const char *note = NULL;
-        if (!convertible(t->type, (uint32_t)target, p->cols, o && o->hook_types, &note)) {
+        if (!convertible(t->type, (uint32_t)target, p->cols, o && o->hook_types, p->has_in_mat, &note)) {
             if (!fold) {
                 p->note = note;
                 continue;
@@ -107,7 +129,7 @@ slm_status slm_rq_plan(const slm_gguf *g, const int *want, const slm_rq_opts *o,
             /* folding must happen: fall back to a float type */
             target = t->n_dims == 1 ? SLM_DT_F32 : SLM_DT_F16;
             p->note = "folded; stored as a float type";
-            if (!convertible(t->type, (uint32_t)target, p->cols, o && o->hook_types, &note)) {
+            if (!convertible(t->type, (uint32_t)target, p->cols, o && o->hook_types, p->has_in_mat, &note)) {
                 free(ts);
                 return slm_error(SLM_ERR_UNSUPPORTED, "tensor '%s' (%s) cannot be rewritten: %s", p->name,
                                  slm_dtype_name(t->type), note);
@@ -122,6 +144,15 @@ slm_status slm_rq_plan(const slm_gguf *g, const int *want, const slm_rq_opts *o,
         p->out_type = (uint32_t)target;
         p->convert = true;
         if (o && o->clip_search) p->gq = slm_rq_gq_layout(p->out_type);
+    }
+    /* the companions of a converted matrix go: its new rows hold everything */
+    for (size_t i = 0; i < nt; i++) {
+        const char *nm = ts[i].name, *dot = strrchr(nm, '.');
+        if (!dot || !slm_model_is_companion(nm, strlen(nm))) continue;
+        char base[160];
+        snprintf(base, sizeof base, "%.*s.weight", (int)(dot - nm), nm);
+        for (size_t k = 0; k < nt; k++)
+            if (ts[k].convert && ts[k].has_in_mat && !strcmp(ts[k].name, base)) ts[i].drop = true;
     }
     *out = ts;
     return SLM_OK;
@@ -152,7 +183,8 @@ static void convert_rows(void *arg, int ith, int nth) {
     for (long r = lo; r < hi; r++) {
         const uint8_t *src = (const uint8_t *)p->src + (size_t)r * j->in_row;
         uint8_t *dst = (uint8_t *)p->dst + (size_t)r * j->out_row;
-        ti->to_float(src, x, cols);
+        if (p->has_in_mat) slm_mat_row(&p->in_mat, r, x);
+        else ti->to_float(src, x, cols);
         if (fold) h->fold_row(h->user, p->name, r, x, cols);
         if (h && h->quantize_row && h->quantize_row(h->user, p, r, x, j->imp, dst)) {
             /* stored by the hook */
@@ -364,6 +396,7 @@ slm_status slm_rq_convert_write(slm_pool *pool, const slm_gguf *g, slm_rq_tensor
     stream st = {.pool = pool, .g = g, .ts = ts, .o = o, .pr = progress_start(ts, nt, o)};
     for (size_t i = 0; i < nt; i++) {
         const slm_gguf_tensor *t = &g->tensors[i];
+        if (ts[i].drop) continue;
         const slm_gguf_tensor_source src = {.produce = stream_produce, .release = stream_release, .user = &st,
                                             .index = i};
         slm_status s = slm_gguf_writer_add_tensor_src(w, ts[i].name, t->n_dims, t->ne, ts[i].out_type,
@@ -386,6 +419,7 @@ slm_status slm_rq_add_tensors(slm_gguf_writer *w, const slm_gguf *g, const slm_r
     for (size_t i = 0; i < (size_t)g->n_tensors; i++) {
         const slm_gguf_tensor *t = &g->tensors[i];
         const slm_rq_tensor *p = &ts[i];
+        if (p->drop) continue;
         slm_status s = slm_gguf_writer_add_tensor(w, p->name, t->n_dims, t->ne, p->out_type,
                                                   p->convert ? p->dst : p->src, p->out_bytes);
         for (int e = 0; !s && e < p->n_extra; e++) {

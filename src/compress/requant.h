@@ -14,6 +14,7 @@
 #include "../core/gguf_write.h"
 #include "../core/status.h"
 #include "../core/threadpool.h"
+#include "../kernels/matmul.h"
 
 /* A companion tensor written right after the tensor it belongs to (a per-tensor codebook, an
  * outlier table): one dimension, size fixed when planned, bytes filled by the hooks while the
@@ -41,6 +42,11 @@ typedef struct {
     void *dst;          /* owned when convert */
     slm_rq_extra extra[SLM_RQ_MAX_EXTRA]; /* companions (converted tensors only) */
     int n_extra;
+    /* a matrix with a codebook table or outliers of its own: read through them (rows decoded
+     * as the engine computes them); its companion tensors are dropped when it is converted */
+    bool has_in_mat;
+    slm_mat in_mat;
+    bool drop;          /* a companion of a converted matrix: not written */
 } slm_rq_tensor;
 
 typedef struct {

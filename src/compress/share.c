@@ -88,21 +88,16 @@ static slm_status add_out(out_list *L, const char *name, const float *x, int64_t
 }
 
 /* Dequantize a 2-D tensor to rows x cols floats. */
+/* A layer matrix in f32 as the engine computes it (its dtype, codebook table and outliers). */
 static slm_status load_mat(const slm_gguf *g, const char *name, int64_t *rows, int64_t *cols, float **out) {
-    const slm_gguf_tensor *t = slm_gguf_find_tensor(g, name);
-    if (!t) return slm_error(SLM_ERR_FORMAT, "share: missing tensor '%s'", name);
-    const slm_dtype_traits *tr = slm_dtype_get(t->type);
-    if (t->n_dims != 2 || !tr || !tr->to_float)
-        return slm_error(SLM_ERR_UNSUPPORTED, "share: tensor '%s' (%s) cannot be dequantized", name,
-                         slm_dtype_name(t->type));
-    *rows = t->ne[1];
-    *cols = t->ne[0];
-    size_t rb;
-    if (!slm_row_bytes(t->type, *cols, &rb)) return slm_error(SLM_ERR_FORMAT, "share: tensor '%s': bad rows", name);
+    slm_mat m;
+    slm_status s = slm_model_bind_matrix(g, name, &m);
+    if (s) return slm_error_prefix(s, "share");
+    *rows = m.rows;
+    *cols = m.cols;
     float *x = malloc((size_t)*rows * (size_t)*cols * sizeof *x);
     if (!x) return slm_error(SLM_ERR_NOMEM, "share: out of memory for '%s'", name);
-    for (int64_t r = 0; r < *rows; r++)
-        tr->to_float((const uint8_t *)t->data + (size_t)r * rb, x + (size_t)r * (size_t)*cols, *cols);
+    for (int64_t r = 0; r < *rows; r++) slm_mat_row(&m, r, x + (size_t)r * (size_t)*cols);
     *out = x;
     return SLM_OK;
 }
@@ -353,6 +348,12 @@ slm_status slm_share_convert(const slm_gguf *g, const slm_share_opts *o, const c
             }
             if ((s = slm_gguf_writer_add_tensor(w, ot->name, 2, ot->ne, ot->type, ot->data, ot->nbytes))) goto done;
             continue;
+        }
+        if (slm_model_is_companion(name, strlen(name))) {
+            /* a table of a layer matrix, which is rewritten in a float type: not copied */
+            char base[128];
+            snprintf(base, sizeof base, "%.*s.weight", (int)(strrchr(name, '.') - name), name);
+            if (layer_matrix(base, &l)) continue;
         }
         if (kv_bias(name, &l) && l >= 0 && l < n && kv[l] != l) continue; /* a KV reader's k / v bias */
         if (o->identity && identity_zero(name, &l) && l >= 0 && l < n && map[l] != l) {

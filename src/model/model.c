@@ -103,6 +103,13 @@ static slm_status bind_mat(const slm_gguf *g, const char *name, int64_t rows, in
     return bind_companions(g, name, m);
 }
 
+slm_status slm_model_bind_matrix(const slm_gguf *g, const char *name, slm_mat *m) {
+    const slm_gguf_tensor *t = find(g, name);
+    if (!t) return slm_error(SLM_ERR_NOT_FOUND, "model: missing tensor '%s'", name);
+    if (t->n_dims != 2) return slm_error(SLM_ERR_FORMAT, "model: tensor '%s' is not a matrix", name);
+    return bind_mat(g, name, t->ne[1], t->ne[0], m, false);
+}
+
 /* A vector of n elements as f32: points into the file for F32, else converted into an owned copy. */
 static slm_status bind_vec(slm_model *md, const char *name, int64_t n, const float **out, bool optional) {
     const slm_gguf_tensor *t = find(md->gguf, name);

@@ -72,6 +72,11 @@ slm_status slm_model_load(const char *path, slm_model **out);
 slm_status slm_model_from_gguf(slm_gguf *g, slm_model **out);
 void slm_model_free(slm_model *m); /* NULL is a no-op */
 
+/* Bind the 2-D tensor `name` of g as a matrix the way the loader does: its dtype, its
+ * per-tensor codebook and outlier table (validated); slm_mat_row then decodes rows exactly
+ * as the engine computes with them. SLM_ERR_NOT_FOUND if there is no such tensor. */
+slm_status slm_model_bind_matrix(const slm_gguf *g, const char *name, slm_mat *m);
+
 /* True for the companion tensors of a matrix (its per-tensor codebook, its outlier table):
  * bytes of that matrix, not weights of their own. */
 bool slm_model_is_companion(const char *name, size_t len);
