@@ -11,7 +11,7 @@
 # HEAL=all heals every sharing configuration and two depth-pruned students (12 and 18 layers,
 # the sizes of the 30 -> 10 and 30 -> 15 models) at the same budget, and two shared models
 # that start as those students: the layers the depth student keeps store their own matrices,
-# every dropped layer uses the nearest kept layer's matrices and starts as identity (zero norm
+# every dropped layer uses the last kept layer's matrices and starts as identity (zero norm
 # weights; `share --keep-layers LIST --identity`).
 #
 #   bench/share_table.sh OUTDIR [MODEL]   (TOKENS=32768 SEQ=256 BATCH=2 LR=3e-4 THREADS=2 CHUNKS=10

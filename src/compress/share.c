@@ -24,11 +24,12 @@ slm_status slm_share_layer_map(const slm_share_opts *o, int n, int *map, int *kv
             if (o->keep[i] < 0 || o->keep[i] >= n || (i && o->keep[i] <= o->keep[i - 1]))
                 return slm_error(SLM_ERR_ARG, "share: kept layers must be ascending layers of 0..%d", n - 1);
         if (o->n_keep == n) return slm_error(SLM_ERR_ARG, "share: every layer is kept: nothing to share");
+        /* the last kept layer at or before l (training needs a source earlier than its
+         * readers); layers before the first kept one use the first */
         for (int l = 0; l < n; l++) {
-            int best = o->keep[0];
-            for (int i = 1; i < o->n_keep; i++)
-                if (abs(o->keep[i] - l) < abs(best - l)) best = o->keep[i];
-            map[l] = best;
+            int src = o->keep[0];
+            for (int i = 0; i < o->n_keep && o->keep[i] <= l; i++) src = o->keep[i];
+            map[l] = src;
         }
     } else if (o->groups <= 0 && o->loop <= 0) {
         if (o->kv_share <= 1) return slm_error(SLM_ERR_ARG, "share: nothing to share (groups, loop or KV sharing)");

@@ -3,8 +3,8 @@
  *
  * Grouping: --groups N cuts the layers into N groups of adjacent layers (sizes differ by at
  * most one); --loop K repeats K unique layers (layer l uses l mod K, the recursive pattern);
- * --keep-layers LIST stores the listed layers and every other layer uses the nearest of them
- * (ties: the earlier one). A group's shared matrix is the mean of its members' matrices, the
+ * --keep-layers LIST stores the listed layers and every other layer uses the last kept layer
+ * before it (the first kept one if none is before it). A group's shared matrix is the mean of its members' matrices, the
  * member that reconstructs the group best (least summed squared difference), or the stored
  * layer's own (source; the default with a keep list). Each member's delta is the truncated
  * SVD of W_l - W_shared at the given rank (none for rank 0, or where the difference is zero).
