@@ -9,26 +9,7 @@ cd "$(dirname "$0")/.."
 . tests/lib/e2e.sh
 
 CTX=256
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done; rm -rf "$TMP"; }
-trap cleanup EXIT
-
-# start_server LOG ARGS...: starts in the background, sets SPID and SPORT (empty on failure).
-start_server() {
-  local log=$1; shift
-  : >"$log"
-  "$BIN" serve -m "$MODEL" --port 0 "$@" 2>"$log" &
-  SPID=$!
-  PIDS+=("$SPID")
-  SPORT=""
-  for _ in $(seq 1 100); do
-    SPORT=$(sed -n 's|^listening on http://127\.0\.0\.1:\([0-9][0-9]*\)$|\1|p' "$log")
-    [ -n "$SPORT" ] && return 0
-    kill -0 "$SPID" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
+. tests/lib/serve.sh
 
 "$BIN" serve --help >"$TMP/h" 2>&1
 check "serve --help exits 0" test $? -eq 0
