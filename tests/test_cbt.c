@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/cbt.h"
+#include "kernels/qdot_cbt.h"
 #include "core/codebook.h"
 #include "core/dtype.h"
 #include "kernels/qdot.h"
@@ -263,13 +264,6 @@ static void test_encode(void) {
 }
 
 /* ---- 4: kernels -------------------------------------------------------------------------------- */
-
-float slm_cbt_dot_avx512(const slm_cbt_format *f, const int8_t *tab, const void *w, const void *x, int64_t n);
-void slm_cbt_gemm_avx512(const slm_cbt_format *f, const int8_t *tab, int64_t n, const void *w, size_t ws, int nr,
-                         const void *x, size_t xs, int nc, float *y, size_t ldy);
-float slm_cbt_dot_vbmi2(const slm_cbt_format *f, const int8_t *tab, const void *w, const void *x, int64_t n);
-void slm_cbt_gemm_vbmi2(const slm_cbt_format *f, const int8_t *tab, int64_t n, const void *w, size_t ws, int nr,
-                        const void *x, size_t xs, int nc, float *y, size_t ldy);
 
 enum { NR = 7, NC = 9, WS_PAD = 40, XS_PAD = 20 };
 static uint8_t g_w[NR * (ROW_MAX + WS_PAD)];

@@ -10,7 +10,7 @@ float slm_cb_dot_scalar(const slm_cb_format *f, const void *w, const void *x, in
 void slm_cb_gemm_scalar(const slm_cb_format *f, int64_t n, const void *w, size_t ws, int nr, const void *x,
                         size_t xs, int nc, float *y, size_t ldy);
 
-enum { Q8_0_BYTES = 34, CT = 8 /* activation rows per tile */ };
+enum { CT = 8 /* activation rows per tile */ };
 
 static float load_f16(const uint8_t *p) { return slm_f16_to_f32((uint16_t)(p[0] | (p[1] << 8))); }
 
@@ -43,13 +43,7 @@ static void row_tile(const slm_cb_format *f, int64_t n, const uint8_t *w, const 
     int8_t wv[32];
     for (int64_t b = 0; b < n / 32; b++, p += f->sub) {
         decode_sub(f->bits, p, lv, wv);
-        for (int c = 0; c < nc; c++) {
-            const uint8_t *xb = x + (size_t)c * xs + (size_t)b * Q8_0_BYTES;
-            const int8_t *q = (const int8_t *)(xb + 2);
-            int32_t isum = 0;
-            for (int e = 0; e < 32; e++) isum += (int32_t)wv[e] * (int32_t)q[e];
-            acc[c] += (double)load_f16(xb) * (double)isum;
-        }
+        slm_q8_0_block_acc(wv, x, xs, b, nc, acc);
     }
     for (int c = 0; c < nc; c++) out[c] = (float)((double)s * acc[c]);
 }

@@ -11,22 +11,7 @@
  * set's dot does, so gemm and dot agree bit for bit. */
 #include "core/cbt.h"
 #include "qdot_impl.h"
-
-/* the kernels, defined in the per-set files */
-float slm_cbt_dot_scalar(const slm_cbt_format *f, const int8_t *tab, const void *w, const void *x, int64_t n);
-void slm_cbt_gemm_scalar(const slm_cbt_format *f, const int8_t *tab, int64_t n, const void *w, size_t ws, int nr,
-                         const void *x, size_t xs, int nc, float *y, size_t ldy);
-#if defined(__x86_64__)
-float slm_cbt_dot_avx2(const slm_cbt_format *f, const int8_t *tab, const void *w, const void *x, int64_t n);
-void slm_cbt_gemm_avx2(const slm_cbt_format *f, const int8_t *tab, int64_t n, const void *w, size_t ws, int nr,
-                       const void *x, size_t xs, int nc, float *y, size_t ldy);
-float slm_cbt_dot_avx512(const slm_cbt_format *f, const int8_t *tab, const void *w, const void *x, int64_t n);
-void slm_cbt_gemm_avx512(const slm_cbt_format *f, const int8_t *tab, int64_t n, const void *w, size_t ws, int nr,
-                         const void *x, size_t xs, int nc, float *y, size_t ldy);
-float slm_cbt_dot_vbmi2(const slm_cbt_format *f, const int8_t *tab, const void *w, const void *x, int64_t n);
-void slm_cbt_gemm_vbmi2(const slm_cbt_format *f, const int8_t *tab, int64_t n, const void *w, size_t ws, int nr,
-                        const void *x, size_t xs, int nc, float *y, size_t ldy);
-#endif
+#include "qdot_cbt.h"
 
 static const slm_cbt_format g_fmt[SLM_CBT_N_TYPES] = {{32, 5, 20}, {64, 6, 24}, {128, 7, 28}, {256, 8, 32}};
 

@@ -17,10 +17,8 @@
 
 #include "qdot_cbt_x86.h"
 #include "qdot_impl.h"
+#include "qdot_cbt.h"
 
-float slm_cbt_dot_avx2(const slm_cbt_format *f, const int8_t *tab, const void *w, const void *x, int64_t n);
-void slm_cbt_gemm_avx2(const slm_cbt_format *f, const int8_t *tab, int64_t n, const void *w, size_t ws, int nr,
-                       const void *x, size_t xs, int nc, float *y, size_t ldy);
 
 static inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

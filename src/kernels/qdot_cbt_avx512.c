@@ -10,6 +10,7 @@
 
 #include "core/cbt.h"
 #include "qdot_impl.h"
+#include "qdot_cbt.h"
 
 typedef struct {
     __m512i sl[SLM_CBT_MAX_K / 16]; /* entries 16 j .. 16 j + 15 in every lane, zero padded */
@@ -29,9 +30,6 @@ static inline __attribute__((always_inline)) __m512i cbt_lookup512(const cbt_tab
 
 #include "qdot_cbt_x86.h"
 
-float slm_cbt_dot_avx512(const slm_cbt_format *f, const int8_t *tab, const void *w, const void *x, int64_t n);
-void slm_cbt_gemm_avx512(const slm_cbt_format *f, const int8_t *tab, int64_t n, const void *w, size_t ws, int nr,
-                         const void *x, size_t xs, int nc, float *y, size_t ldy);
 
 static void prepare(const slm_cbt_format *f, const int8_t *tab, cbt_tab512 *tb) {
     int8_t full[SLM_CBT_MAX_K] = {0};
